@@ -1,0 +1,251 @@
+// Package store is tongban's persistence behind one interface: the embedded
+// SQLite store by default, PostgreSQL when several gateway replicas share one
+// database. One conformance suite (storetest) runs against every backend.
+//
+// Every operation that accepts an event writes the event, its payloads, its
+// exchange-log entry and its outbox row in one transaction: nothing is
+// acknowledged before it is durable, and there is never an entry without its
+// event nor an event without its entry.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Sentinel errors callers act on.
+var (
+	// ErrNotFound: no such exchange, status, delivery, draft or revision.
+	ErrNotFound = errors.New("store: not found")
+	// ErrDuplicate: an exchange with the same (sender division, source case
+	// number) exists. The existing exchange is returned beside it.
+	ErrDuplicate = errors.New("store: duplicate")
+	// ErrInvalidTransition: a status after a terminal one.
+	ErrInvalidTransition = errors.New("store: invalid transition")
+	// ErrConflict: a concurrent change won (e.g. delivery no longer claimable).
+	ErrConflict = errors.New("store: conflict")
+)
+
+// Delivery states (gateway-api.md, "Delivery to partners").
+const (
+	StateQueued     = "queued"
+	StateDelivering = "delivering"
+	StateDelivered  = "delivered"
+	StateRetrying   = "retrying"
+	StateRefused    = "refused"
+	StateDead       = "dead"
+)
+
+// LogAppend is one exchange-log entry to append inside a transaction. The
+// store assigns the index (the current log size: gapless, no duplicates,
+// across replicas).
+type LogAppend struct {
+	Kind     string
+	Exchange string // exchange id, "" when the event belongs to none
+	Time     time.Time
+	Bytes    []byte   // the entry exactly as serialized once
+	LeafHash [32]byte // SM3(0x00 ‖ Bytes)
+}
+
+// LogPosition is where an appended entry landed.
+type LogPosition struct {
+	Index    uint64
+	LeafHash [32]byte
+}
+
+// Exchange is one accepted case crossing districts.
+type Exchange struct {
+	ID             string
+	From           string // sender's division code
+	To             string // owner's division code
+	SourceCaseNo   string // the sender's case number
+	TargetCaseNo   string // the owner's number, from its acknowledgement ("" until then)
+	Item           string // basic code
+	Mode           string // handling mode
+	Revision       string // policy revision that decided
+	RequestDigest  string // hex SM3 of the request body
+	ContentType    string // of the request
+	Request        []byte // the request body as received
+	Translated     []byte // the record to deliver to the owner
+	PolicyInput    json.RawMessage
+	Decision       json.RawMessage
+	Receipt        []byte // the receipt body returned to the sender (same bytes on a replay)
+	LogIndex       uint64
+	LeafHash       [32]byte
+	DeliveryState  string
+	RefusalReason  string
+	CreatedAt      time.Time
+	StatusCount    int    // number of accepted status updates
+	LastState      string // latest canonical state ("" when none)
+	DeliveredAt    *time.Time
+	DeliveryDetail string // last error while retrying or dead
+}
+
+// StatusUpdate is one accepted status update of an exchange.
+type StatusUpdate struct {
+	ExchangeID    string
+	Seq           int    // 1, 2, … in acceptance order (set by the store)
+	From          string // division of the sender
+	To            string // division it is delivered to
+	State         string // canonical state (Liwan name)
+	At            time.Time
+	RequestDigest string
+	Request       []byte
+	Translated    []byte
+	Receipt       []byte
+	LogIndex      uint64
+	LeafHash      [32]byte
+	CreatedAt     time.Time
+}
+
+// Delivery is one outbox row: a record to POST to a partner until it
+// acknowledges.
+type Delivery struct {
+	ID            string // exchange id for a case, "<exchange id>.<n>" for its n-th status
+	ExchangeID    string
+	Seq           int    // 0 for the case, n for the n-th status update
+	To            string // partner division code
+	Kind          string // "case" or "status"
+	Payload       []byte // the translated record
+	EventIndex    uint64 // log index of the exchange/status entry delivered
+	State         string
+	Attempts      int
+	NextAttempt   time.Time
+	LastError     string
+	PartnerCaseNo string
+	Reason        string // refusal reason
+	UpdatedAt     time.Time
+}
+
+// DeliveryOutcome is how an attempt ended.
+type DeliveryOutcome struct {
+	State         string // StateDelivered, StateRefused, StateRetrying or StateDead
+	Attempts      int
+	NextAttempt   time.Time // when retrying
+	LastError     string
+	PartnerCaseNo string // the number the partner assigned (delivered case)
+	Reason        string // refused
+	Entry         *LogAppend
+}
+
+// Draft is an uploaded policy bundle.
+type Draft struct {
+	ID         string
+	Revision   string
+	Bundle     []byte // tar
+	UploadedBy string // key id
+	UploadedAt time.Time
+	Validated  bool
+	Report     json.RawMessage
+}
+
+// Activation is one policy revision made active.
+type Activation struct {
+	Revision string
+	Previous string
+	Bundle   []byte // tar
+	By       string // key id
+	At       time.Time
+	LogIndex uint64
+}
+
+// StoredEntry is one exchange-log entry as stored.
+type StoredEntry struct {
+	Index    uint64
+	Time     time.Time
+	Kind     string
+	Exchange string
+	Bytes    []byte
+	LeafHash [32]byte
+}
+
+// StoredCheckpoint is one signed checkpoint as stored.
+type StoredCheckpoint struct {
+	Size uint64
+	Time time.Time
+	Note []byte
+}
+
+// Store is the whole of tongban's persistence.
+type Store interface {
+	// CreateExchange stores a new accepted exchange, appends its log entry
+	// and queues its delivery, in one transaction. The entry's position is
+	// written into ex (LogIndex, LeafHash) before the receipt is built, so
+	// receipt is called inside the transaction to produce the receipt bytes
+	// stored with the exchange. On a duplicate (same From and SourceCaseNo) it
+	// returns the existing exchange and ErrDuplicate, and writes nothing.
+	CreateExchange(ctx context.Context, ex *Exchange, entry LogAppend, receipt func(LogPosition) ([]byte, error)) (*Exchange, error)
+	// GetExchange by id.
+	GetExchange(ctx context.Context, id string) (*Exchange, error)
+	// FindExchange by a case number of either district.
+	FindExchange(ctx context.Context, caseNo string) (*Exchange, error)
+	// FindExchangeOf finds the exchange in which division's own case number
+	// is caseNo: the source number when division sent it, the target number
+	// when division owns it.
+	FindExchangeOf(ctx context.Context, division, caseNo string) (*Exchange, error)
+
+	// AddStatus appends a status update of an exchange, its log entry and its
+	// outbox row in one transaction, giving it the next Seq. If a status with
+	// the same sender and request digest exists for the exchange, that one is
+	// returned with ErrDuplicate. After a terminal state it is
+	// ErrInvalidTransition (terminal is decided by the caller's predicate).
+	AddStatus(ctx context.Context, st *StatusUpdate, terminal func(state string) bool, entry LogAppend, receipt func(LogPosition) ([]byte, error)) (*StatusUpdate, error)
+	// Statuses of an exchange in acceptance order.
+	Statuses(ctx context.Context, exchangeID string) ([]StatusUpdate, error)
+
+	// AppendEntry appends a log entry that belongs to no stored event (a
+	// denial, a key rotation).
+	AppendEntry(ctx context.Context, entry LogAppend) (LogPosition, error)
+
+	// ClaimDeliveries leases up to limit due deliveries (queued or retrying
+	// with NextAttempt ≤ now), marking them delivering until leaseUntil.
+	// A status delivery is due only once every earlier delivery of its
+	// exchange is delivered or refused. Safe across replicas: a row is
+	// claimed by one caller only.
+	ClaimDeliveries(ctx context.Context, now, leaseUntil time.Time, limit int) ([]Delivery, error)
+	// FinishDelivery records an attempt's outcome (and its log entry, if any)
+	// in one transaction; a delivered case also stores the partner's case
+	// number on its exchange.
+	FinishDelivery(ctx context.Context, id string, out DeliveryOutcome) error
+	// GetDelivery by id.
+	GetDelivery(ctx context.Context, id string) (*Delivery, error)
+	// Deliveries lists deliveries in a state (all when state is ""), oldest
+	// first, at most limit.
+	Deliveries(ctx context.Context, state string, limit int) ([]Delivery, error)
+	// DeliveriesOf lists an exchange's deliveries by seq.
+	DeliveriesOf(ctx context.Context, exchangeID string) ([]Delivery, error)
+	// Redrive re-queues a dead delivery (attempts reset) and appends the
+	// redriven entry, in one transaction; ErrConflict if it is not dead.
+	Redrive(ctx context.Context, id string, entry LogAppend) error
+
+	// RememberNonce records (keyID, nonce) until the given time; fresh is
+	// false if it was already recorded and not yet expired.
+	RememberNonce(ctx context.Context, keyID, nonce string, until time.Time) (fresh bool, err error)
+
+	// Policy administration.
+	SaveDraft(ctx context.Context, d *Draft) error
+	GetDraft(ctx context.Context, id string) (*Draft, error)
+	MarkDraftValidated(ctx context.Context, id string, ok bool, report json.RawMessage) error
+	// Activate records an activation and its log entry in one transaction.
+	Activate(ctx context.Context, a *Activation, entry LogAppend) error
+	Activations(ctx context.Context) ([]Activation, error) // newest first
+	// DecisionInputs returns the policy inputs and decisions of the last n
+	// exchange or policy-denied entries, newest first.
+	RecentDecisions(ctx context.Context, n int) ([]StoredEntry, error)
+
+	// The exchange log (gateway/exchangelog's Store interface).
+	LogSize(ctx context.Context) (uint64, error)
+	LeafHashes(ctx context.Context, start, end uint64) ([][32]byte, error)
+	Entries(ctx context.Context, start, end uint64) ([]StoredEntry, error)
+	EntriesOfExchange(ctx context.Context, id string) ([]StoredEntry, error)
+	AddCheckpoint(ctx context.Context, cp StoredCheckpoint) error
+	LatestCheckpoint(ctx context.Context) (*StoredCheckpoint, error) // nil, nil when none
+	Checkpoints(ctx context.Context, minSize, maxSize uint64) ([]StoredCheckpoint, error)
+	CheckpointAtOrBefore(ctx context.Context, t time.Time) (*StoredCheckpoint, error) // nil, nil when none
+
+	// Ping checks the database is reachable.
+	Ping(ctx context.Context) error
+	Close() error
+}
