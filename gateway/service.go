@@ -1,0 +1,485 @@
+// Package gateway is tongban's go-kit service: partner districts submit cases
+// and status updates, the service decides by policy, translates, records the
+// exchange in the signed log and queues its delivery.
+//
+// The path of one exchange is in ../../shared/ARCHITECTURE.md; the wire
+// contracts are gateway-api.md, signing.md, districts.md and catalog.md.
+package gateway
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/tongban/tongban/adapters"
+	"github.com/tongban/tongban/certs"
+	"github.com/tongban/tongban/gateway/exchangelog"
+	"github.com/tongban/tongban/gateway/store"
+	"github.com/tongban/tongban/httpsig"
+	"github.com/tongban/tongban/policies"
+)
+
+// Service is what partner district systems can ask of tongban.
+type Service interface {
+	// Submit accepts a new case from the calling partner, in its own format.
+	Submit(ctx context.Context, req Request) (*Receipt, error)
+	// UpdateStatus accepts a status update of a case, found by the caller's
+	// own case number inside the update, or by exchange id when given.
+	UpdateStatus(ctx context.Context, req StatusRequest) (*Receipt, error)
+	// Exchange returns an exchange by id, to one of its two districts.
+	Exchange(ctx context.Context, caller certs.Identity, id string) (*ExchangeView, error)
+	// FindCase returns the exchange of a case by either district's number.
+	FindCase(ctx context.Context, caller certs.Identity, caseNo string) (*ExchangeView, error)
+}
+
+// Middleware decorates a Service (logging, metrics).
+type Middleware func(Service) Service
+
+// Request is a signed, verified request body from a caller.
+type Request struct {
+	Caller      certs.Identity
+	Signed      httpsig.Signed // the request's signature, recorded in the log
+	ContentType string
+	Body        []byte
+}
+
+// StatusRequest is a status update, optionally addressed by exchange id.
+type StatusRequest struct {
+	Request
+	ExchangeID string
+}
+
+// Receipt is the body of tongban's signed answer to an accepted POST.
+type Receipt struct {
+	ExchangeID string           `json:"exchangeId"`
+	State      string           `json:"state"`
+	LogIndex   uint64           `json:"logIndex"`
+	LeafHash   string           `json:"leafHash"`
+	Decision   *ReceiptDecision `json:"decision,omitempty"`
+	// Replayed is true when this is the receipt of an earlier identical
+	// request (answered 200 instead of 202).
+	Replayed bool `json:"-"`
+}
+
+// ReceiptDecision summarises the policy decision in a receipt.
+type ReceiptDecision struct {
+	Allow    bool   `json:"allow"`
+	Mode     string `json:"mode"`
+	Revision string `json:"revision"`
+}
+
+// Partner is a district system tongban exchanges with.
+type Partner struct {
+	ID       string // "nanhai", "liwan"
+	Division string
+	Endpoint string // base URL of its delivery endpoint
+	Codec    adapters.Codec
+}
+
+// Partners indexes partners by division code.
+type Partners map[string]*Partner
+
+// NewPartners indexes ps by division.
+func NewPartners(ps ...*Partner) Partners {
+	m := make(Partners, len(ps))
+	for _, p := range ps {
+		m[p.Division] = p
+	}
+	return m
+}
+
+// Options wires a service.
+type Options struct {
+	Store    store.Store
+	Policy   *policies.Switch
+	Partners Partners
+	Logger   *slog.Logger
+	Now      func() time.Time
+	NewID    func() string
+}
+
+type service struct {
+	store    store.Store
+	policy   *policies.Switch
+	partners Partners
+	log      *slog.Logger
+	now      func() time.Time
+	newID    func() string
+}
+
+// NewService returns the core service.
+func NewService(o Options) Service {
+	s := &service{store: o.Store, policy: o.Policy, partners: o.Partners, log: o.Logger, now: o.Now, newID: o.NewID}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.newID == nil {
+		s.newID = NewExchangeID
+	}
+	return s
+}
+
+// partnerOf is the partner that signed, or forbidden.
+func (s *service) partnerOf(id certs.Identity) (*Partner, error) {
+	if id.Role != certs.RolePartner {
+		return nil, newError(CodeForbidden, "only partner district systems may call this route")
+	}
+	p := s.partners[id.Division]
+	if p == nil {
+		return nil, newError(CodeForbidden, "no partner is configured for division %s", id.Division)
+	}
+	return p, nil
+}
+
+func (s *service) decode(p *Partner, req Request) error {
+	if !p.Codec.AcceptsContentType(req.ContentType) {
+		return newError(CodeUnsupportedMedia, "%s sends %s, not %q", p.ID, p.Codec.ContentType(), req.ContentType)
+	}
+	return nil
+}
+
+func (s *service) Submit(ctx context.Context, req Request) (_ *Receipt, err error) {
+	defer func() {
+		if err != nil {
+			err = s.deny(ctx, req, err)
+		}
+	}()
+	from, err := s.partnerOf(req.Caller)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.decode(from, req); err != nil {
+		return nil, err
+	}
+	c, err := from.Codec.DecodeCase(req.Body)
+	if err != nil {
+		return nil, asError(err)
+	}
+	if prev, err := s.store.FindExchangeOf(ctx, from.Division, c.CaseNo); err == nil && prev.From == from.Division && prev.SourceCaseNo == c.CaseNo {
+		return s.replay(prev.RequestDigest, req.Signed.Digest, prev.Receipt)
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, internal(err)
+	}
+
+	in := policyInput(from.Division, c)
+	engine := s.policy.Load()
+	d, err := engine.Decide(ctx, in)
+	if err != nil {
+		return nil, internal(err)
+	}
+	d.Revision = engine.Revision()
+	if !d.Allow {
+		return nil, &Error{Code: CodePolicyDenied, Detail: denialDetail(d), Decision: &d, PolicyInput: &in}
+	}
+	to := s.partners[c.OwnerDivision]
+	if to == nil {
+		return nil, &Error{Code: CodeValidationFailed, Detail: "no partner handles the owning division",
+			Fields: []adapters.FieldError{{Field: ownerField(from), Code: "unknown_partner", Message: "tongban has no partner for division " + c.OwnerDivision}}}
+	}
+	delivered := c.ForDelivery(from.Division, adapters.HandlingMode(d.Mode), d.TargetImplCode, d.PromisedDays)
+	translated, err := to.Codec.EncodeCase(&delivered)
+	if err != nil {
+		return nil, internal(err)
+	}
+
+	now := s.now()
+	id := s.newID()
+	inputJSON, decisionJSON, err := marshalDecision(in, d)
+	if err != nil {
+		return nil, internal(err)
+	}
+	entry, err := exchangelog.NewEntry(exchangelog.KindExchange, now, id, exchangelog.ExchangeFields{
+		From: from.Division, To: to.Division, Item: c.Item.BasicCode, SourceCase: c.CaseNo,
+		PolicyInput: inputJSON, Decision: decisionJSON,
+		Request: logSigned(req.Signed), Translated: exchangelog.Digest{Digest: certs.SM3Hex(translated)},
+	})
+	if err != nil {
+		return nil, internal(err)
+	}
+	ex := &store.Exchange{
+		ID: id, From: from.Division, To: to.Division, SourceCaseNo: c.CaseNo, Item: c.Item.BasicCode,
+		Mode: d.Mode, Revision: d.Revision, RequestDigest: req.Signed.Digest, ContentType: req.ContentType,
+		Request: req.Body, Translated: translated, PolicyInput: inputJSON, Decision: decisionJSON,
+		DeliveryState: store.StateQueued, CreatedAt: now,
+	}
+	rc := &Receipt{ExchangeID: id, State: store.StateQueued, Decision: &ReceiptDecision{Allow: true, Mode: d.Mode, Revision: d.Revision}}
+	saved, err := s.store.CreateExchange(ctx, ex, logAppend(entry, now, id), receiptBytes(rc))
+	if errors.Is(err, store.ErrDuplicate) && saved != nil {
+		return s.replay(saved.RequestDigest, req.Signed.Digest, saved.Receipt)
+	}
+	if err != nil {
+		return nil, internal(err)
+	}
+	return decodeReceipt(saved.Receipt, false)
+}
+
+// replay answers a resubmission: the same receipt for the same body, a
+// conflict for a different one.
+func (s *service) replay(prevDigest, digest string, receipt []byte) (*Receipt, error) {
+	if prevDigest != digest {
+		return nil, newError(CodeDuplicateConflict, "this case number was already accepted with different content")
+	}
+	return decodeReceipt(receipt, true)
+}
+
+func (s *service) UpdateStatus(ctx context.Context, req StatusRequest) (_ *Receipt, err error) {
+	defer func() {
+		if err != nil {
+			err = s.deny(ctx, req.Request, err)
+		}
+	}()
+	caller, err := s.partnerOf(req.Caller)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.decode(caller, req.Request); err != nil {
+		return nil, err
+	}
+	u, err := caller.Codec.DecodeStatus(req.Body)
+	if err != nil {
+		return nil, asError(err)
+	}
+	ex, err := s.findForStatus(ctx, caller, req.ExchangeID, u.CaseNo)
+	if err != nil {
+		return nil, err
+	}
+	recipient, err := s.mayUpdate(ex, caller, u.State)
+	if err != nil {
+		return nil, err
+	}
+	out := *u
+	out.CaseNo = ex.SourceCaseNo
+	if recipient.Division == ex.To {
+		out.CaseNo = ex.TargetCaseNo
+	}
+	translated, err := recipient.Codec.EncodeStatus(&out)
+	if err != nil {
+		return nil, internal(err)
+	}
+	now := s.now()
+	entry, err := exchangelog.NewEntry(exchangelog.KindStatus, now, ex.ID, exchangelog.StatusFields{
+		From: caller.Division, To: recipient.Division, State: string(u.State),
+		Request: logSigned(req.Signed), Translated: exchangelog.Digest{Digest: certs.SM3Hex(translated)},
+	})
+	if err != nil {
+		return nil, internal(err)
+	}
+	st := &store.StatusUpdate{
+		ExchangeID: ex.ID, From: caller.Division, To: recipient.Division, State: string(u.State), At: u.At,
+		RequestDigest: req.Signed.Digest, Request: req.Body, Translated: translated, CreatedAt: now,
+	}
+	rc := &Receipt{ExchangeID: ex.ID, State: store.StateQueued}
+	terminal := func(state string) bool { return adapters.State(state).Terminal() }
+	saved, err := s.store.AddStatus(ctx, st, terminal, logAppend(entry, now, ex.ID), receiptBytes(rc))
+	switch {
+	case errors.Is(err, store.ErrDuplicate) && saved != nil:
+		return decodeReceipt(saved.Receipt, true)
+	case errors.Is(err, store.ErrInvalidTransition):
+		return nil, newError(CodeInvalidTransition, "the case has reached a terminal state")
+	case err != nil:
+		return nil, internal(err)
+	}
+	return decodeReceipt(saved.Receipt, false)
+}
+
+// findForStatus finds the exchange a status update is about, among those the
+// caller takes part in.
+func (s *service) findForStatus(ctx context.Context, caller *Partner, exchangeID, caseNo string) (*store.Exchange, error) {
+	var ex *store.Exchange
+	var err error
+	if exchangeID != "" {
+		ex, err = s.store.GetExchange(ctx, exchangeID)
+	} else {
+		ex, err = s.store.FindExchangeOf(ctx, caller.Division, caseNo)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, newError(CodeNotFound, "no such case for this partner")
+	}
+	if err != nil {
+		return nil, internal(err)
+	}
+	own := ex.SourceCaseNo
+	if caller.Division == ex.To {
+		own = ex.TargetCaseNo
+	}
+	if caller.Division != ex.From && caller.Division != ex.To {
+		return nil, newError(CodeNotFound, "no such case for this partner")
+	}
+	if exchangeID != "" && caseNo != own {
+		return nil, newError(CodeNotFound, "the case number does not belong to this exchange")
+	}
+	return ex, nil
+}
+
+// mayUpdate applies gateway-api.md's rule on who may send which state, and
+// returns the partner the update is delivered to.
+func (s *service) mayUpdate(ex *store.Exchange, caller *Partner, state adapters.State) (*Partner, error) {
+	other := ex.To
+	if caller.Division == ex.To {
+		other = ex.From
+	}
+	recipient := s.partners[other]
+	if recipient == nil {
+		return nil, internal(errors.New("no partner for division " + other))
+	}
+	handles := caller.Division == ex.To || adapters.HandlingMode(ex.Mode) == adapters.ModeJoint
+	if !handles && !state.Withdrawal() {
+		return nil, newError(CodeForbidden, "only the handling district sends this state; the applicant's district may send withdrawals only")
+	}
+	if caller.Division == ex.From && ex.TargetCaseNo == "" {
+		// The handling district has not acknowledged the case yet, so it has
+		// no number to address the update to.
+		return nil, newError(CodeInvalidTransition, "case not yet delivered")
+	}
+	return recipient, nil
+}
+
+func (s *service) Exchange(ctx context.Context, caller certs.Identity, id string) (*ExchangeView, error) {
+	ex, err := s.store.GetExchange(ctx, id)
+	return s.view(ctx, caller, ex, err)
+}
+
+func (s *service) FindCase(ctx context.Context, caller certs.Identity, caseNo string) (*ExchangeView, error) {
+	ex, err := s.store.FindExchange(ctx, caseNo)
+	return s.view(ctx, caller, ex, err)
+}
+
+func (s *service) view(ctx context.Context, caller certs.Identity, ex *store.Exchange, err error) (*ExchangeView, error) {
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, newError(CodeNotFound, "no such exchange")
+	}
+	if err != nil {
+		return nil, internal(err)
+	}
+	if caller.Role != certs.RolePartner || (caller.Division != ex.From && caller.Division != ex.To) {
+		return nil, newError(CodeNotFound, "no such exchange")
+	}
+	sts, err := s.store.Statuses(ctx, ex.ID)
+	if err != nil {
+		return nil, internal(err)
+	}
+	dls, err := s.store.DeliveriesOf(ctx, ex.ID)
+	if err != nil {
+		return nil, internal(err)
+	}
+	return newExchangeView(ex, sts, dls, s.partners), nil
+}
+
+// deny records an authenticated refusal in the exchange log (exchange-log.md
+// kind "denied") and returns the domain error to answer with.
+func (s *service) deny(ctx context.Context, req Request, err error) error {
+	e := asError(err)
+	if e.Code == CodeInternal {
+		s.log.ErrorContext(ctx, "internal error", "err", e.Err)
+		return e
+	}
+	from := req.Caller.Division
+	if req.Caller.Role != certs.RolePartner {
+		from = req.Caller.KeyID
+	}
+	f := exchangelog.DeniedFields{From: from, Request: logSigned(req.Signed), Code: e.Code}
+	for _, fe := range e.Fields {
+		f.Fields = append(f.Fields, fe.Field)
+	}
+	if e.Decision != nil && e.PolicyInput != nil {
+		in, d, merr := marshalDecision(*e.PolicyInput, *e.Decision)
+		if merr != nil {
+			return internal(merr)
+		}
+		f.PolicyInput, f.Decision = in, d
+	}
+	now := s.now()
+	entry, merr := exchangelog.NewEntry(exchangelog.KindDenied, now, "", f)
+	if merr != nil {
+		return internal(merr)
+	}
+	if _, aerr := s.store.AppendEntry(ctx, logAppend(entry, now, "")); aerr != nil {
+		s.log.ErrorContext(ctx, "recording a denial failed", "err", aerr)
+		return internal(aerr)
+	}
+	return e
+}
+
+func policyInput(from string, c *adapters.Case) policies.Input {
+	codes := make([]string, 0, len(c.Materials))
+	for _, m := range c.Materials {
+		codes = append(codes, m.Code)
+	}
+	return policies.Input{
+		From: from, To: c.OwnerDivision, BasicCode: c.Item.BasicCode,
+		ApplicantKind: string(c.Applicant.Kind), Channel: string(c.Channel),
+		Materials: codes, Time: c.ReceivedBy.ReceivedAt,
+	}
+}
+
+func marshalDecision(in policies.Input, d policies.Decision) (json.RawMessage, json.RawMessage, error) {
+	ib, err := json.Marshal(in)
+	if err != nil {
+		return nil, nil, err
+	}
+	db, err := json.Marshal(d)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ib, db, nil
+}
+
+func denialDetail(d policies.Decision) string {
+	s := ""
+	for i, r := range d.Reasons {
+		if i > 0 {
+			s += "; "
+		}
+		s += r.Code + ": " + r.Message
+	}
+	return s
+}
+
+func ownerField(p *Partner) string {
+	if p.Codec.Name() == "nanhai" {
+		return "TARGET_DIVISION"
+	}
+	return "/ownerDivision"
+}
+
+func logSigned(s httpsig.Signed) exchangelog.Signed {
+	return exchangelog.Signed{Digest: s.Digest, SignatureBase: s.SignatureBase, Signature: s.Signature, KeyID: s.KeyID}
+}
+
+func logAppend(e exchangelog.Entry, now time.Time, exchange string) store.LogAppend {
+	b := e.Bytes()
+	return store.LogAppend{Kind: e.Kind(), Exchange: exchange, Time: now, Bytes: b, LeafHash: exchangelog.LeafHash(b)}
+}
+
+func receiptBytes(rc *Receipt) func(store.LogPosition) ([]byte, error) {
+	return func(pos store.LogPosition) ([]byte, error) {
+		rc.LogIndex = pos.Index
+		rc.LeafHash = hex.EncodeToString(pos.LeafHash[:])
+		return json.Marshal(rc)
+	}
+}
+
+func decodeReceipt(b []byte, replayed bool) (*Receipt, error) {
+	var rc Receipt
+	if err := json.Unmarshal(b, &rc); err != nil {
+		return nil, internal(err)
+	}
+	rc.Replayed = replayed
+	return &rc, nil
+}
+
+// seqDeliveryID is the outbox id and Idempotency-Key of the n-th status
+// update of an exchange.
+func seqDeliveryID(exchangeID string, n int) string {
+	if n == 0 {
+		return exchangeID
+	}
+	return exchangeID + "." + strconv.Itoa(n)
+}

@@ -1,0 +1,208 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	kithttp "github.com/go-kit/kit/transport/http"
+
+	"github.com/tongban/tongban/certs"
+	"github.com/tongban/tongban/httpsig"
+)
+
+// HTTPOptions wires the HTTP transport.
+type HTTPOptions struct {
+	// Verifier checks every request's signature before anything is parsed.
+	Verifier *httpsig.Verifier
+	// Signer is the gateway key; it signs receipts.
+	Signer *certs.Signer
+	// PublicURL is the base URL partners sign against (for receipts' ;req).
+	PublicURL string
+	Logger    *slog.Logger
+	// Extra signed routes (admin, audit), registered on the signed mux by
+	// pattern ("POST /admin/v1/…").
+	Routes map[string]http.Handler
+	// Operations routes: unsigned.
+	Ready   func(context.Context) error
+	Metrics http.Handler
+}
+
+type ctxKey int
+
+const requestKey ctxKey = iota
+
+// NewHTTPHandler serves the partner routes of gateway-api.md, the extra
+// signed routes and the operations routes.
+func NewHTTPHandler(eps Endpoints, o HTTPOptions) http.Handler {
+	enc := ErrorEncoder(o.Logger)
+	opts := []kithttp.ServerOption{
+		kithttp.ServerErrorEncoder(enc),
+		kithttp.ServerBefore(func(ctx context.Context, r *http.Request) context.Context {
+			return context.WithValue(ctx, requestKey, r)
+		}),
+	}
+	receipt := encodeReceipt(o.Signer)
+	signed := http.NewServeMux()
+	signed.Handle("POST /v1/exchanges", kithttp.NewServer(eps.Submit, decodeSubmit, receipt, opts...))
+	signed.Handle("POST /v1/status", kithttp.NewServer(eps.UpdateStatus, decodeStatus, receipt, opts...))
+	signed.Handle("POST /v1/exchanges/{id}/status", kithttp.NewServer(eps.UpdateStatus, decodeStatus, receipt, opts...))
+	signed.Handle("GET /v1/exchanges/{id}", kithttp.NewServer(eps.Exchange, decodeLookup("id"), encodeView, opts...))
+	signed.Handle("GET /v1/cases/{caseNo}", kithttp.NewServer(eps.FindCase, decodeLookup("caseNo"), encodeView, opts...))
+	for pattern, h := range o.Routes {
+		signed.Handle(pattern, h)
+	}
+	signed.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		enc(r.Context(), newError(CodeNotFound, "no such route"), w)
+	})
+
+	v := *o.Verifier
+	v.OnError = func(w http.ResponseWriter, r *http.Request, err error) {
+		ctx := context.WithValue(r.Context(), requestKey, r)
+		enc(ctx, err, w)
+	}
+	root := http.NewServeMux()
+	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	root.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if o.Ready != nil {
+			if err := o.Ready(r.Context()); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = w.Write([]byte("not ready: " + err.Error() + "\n"))
+				return
+			}
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	if o.Metrics != nil {
+		root.Handle("GET /metrics", o.Metrics)
+	}
+	root.Handle("/", v.Middleware(signed))
+	return root
+}
+
+func verified(ctx context.Context) (*httpsig.Verified, error) {
+	vr, ok := httpsig.FromContext(ctx)
+	if !ok {
+		return nil, errors.New("request reached a signed route unverified")
+	}
+	return vr, nil
+}
+
+func requestOf(ctx context.Context, r *http.Request) (Request, error) {
+	vr, err := verified(ctx)
+	if err != nil {
+		return Request{}, err
+	}
+	return Request{Caller: vr.Identity, Signed: vr.Request, ContentType: r.Header.Get("Content-Type"), Body: vr.Body}, nil
+}
+
+func decodeSubmit(ctx context.Context, r *http.Request) (any, error) {
+	return requestOf(ctx, r)
+}
+
+func decodeStatus(ctx context.Context, r *http.Request) (any, error) {
+	req, err := requestOf(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return StatusRequest{Request: req, ExchangeID: r.PathValue("id")}, nil
+}
+
+func decodeLookup(name string) kithttp.DecodeRequestFunc {
+	return func(ctx context.Context, r *http.Request) (any, error) {
+		vr, err := verified(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return lookupRequest{Caller: vr.Identity, Key: r.PathValue(name)}, nil
+	}
+}
+
+func encodeReceipt(signer *certs.Signer) kithttp.EncodeResponseFunc {
+	return func(ctx context.Context, w http.ResponseWriter, response any) error {
+		resp := response.(receiptResponse)
+		if resp.Err != nil {
+			ErrorEncoder(nil)(ctx, resp.Err, w)
+			return nil
+		}
+		body, err := json.Marshal(resp.Receipt)
+		if err != nil {
+			return err
+		}
+		status := http.StatusAccepted
+		if resp.Receipt.Replayed {
+			status = http.StatusOK
+		}
+		r, _ := ctx.Value(requestKey).(*http.Request)
+		w.Header().Set("Content-Type", "application/json")
+		if err := signReceipt(ctx, w.Header(), status, body, r, signer); err != nil {
+			return err
+		}
+		w.WriteHeader(status)
+		_, err = w.Write(body)
+		return err
+	}
+}
+
+// signReceipt signs the response and binds it to the request it answers.
+func signReceipt(ctx context.Context, h http.Header, status int, body []byte, r *http.Request, signer *certs.Signer) error {
+	vr, err := verified(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = httpsig.SignResponse(h, status, body, vr.Components, signer)
+	return err
+}
+
+func encodeView(ctx context.Context, w http.ResponseWriter, response any) error {
+	resp := response.(viewResponse)
+	if resp.Err != nil {
+		ErrorEncoder(nil)(ctx, resp.Err, w)
+		return nil
+	}
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(resp.View)
+}
+
+// ErrorEncoder writes every error as RFC 9457 problem+json with the
+// contract's code; internal causes are logged, never sent.
+func ErrorEncoder(logger *slog.Logger) kithttp.ErrorEncoder {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return func(ctx context.Context, err error, w http.ResponseWriter) {
+		instance := ""
+		if r, ok := ctx.Value(requestKey).(*http.Request); ok {
+			instance = r.URL.Path
+		}
+		var se *httpsig.Error
+		if errors.As(err, &se) {
+			httpsig.WriteProblem(w, se.Status, se.Code, se.Title, se.Detail, instance, nil)
+			return
+		}
+		e := asError(err)
+		extra := map[string]any{}
+		detail := e.Detail
+		switch e.Code {
+		case CodeInternal:
+			logger.ErrorContext(ctx, "internal error", "err", err, "path", instance)
+			detail = ""
+		case CodeValidationFailed:
+			extra["errors"] = e.Fields
+		case CodePolicyDenied:
+			if e.Decision != nil {
+				extra["decision"] = e.Decision
+			}
+		case CodeRateLimited:
+			w.Header().Set("Retry-After", strconv.Itoa(1))
+		}
+		httpsig.WriteProblem(w, e.Status(), e.Code, e.Title(), detail, instance, extra)
+	}
+}
