@@ -1,0 +1,182 @@
+package nanhai
+
+import (
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/tongban/tongban/adapters"
+	"golang.org/x/text/encoding/simplifiedchinese"
+)
+
+// maxDepth caps element nesting (CASE/MATERIALS/MATERIAL/leaf is 4).
+const maxDepth = 16
+
+// node is an element of a parsed document: its text (character data
+// directly inside it) and its child elements.
+type node struct {
+	name     string
+	text     strings.Builder
+	children []*node
+}
+
+func malformed(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", adapters.ErrMalformed, fmt.Sprintf(format, args...))
+}
+
+// gbkFamily reports whether a declared encoding is one read as GBK.
+func gbkFamily(name string) bool {
+	return strings.EqualFold(name, "GBK") || strings.EqualFold(name, "GB2312") || strings.EqualFold(name, "GB18030")
+}
+
+// decodeGBK converts GBK bytes to UTF-8, refusing bytes that are not GBK (a
+// 4-byte GB18030 sequence among them). 0x80 is the euro sign, as in Code
+// Page 936 and the WHATWG GBK decoder.
+func decodeGBK(body []byte) ([]byte, error) {
+	out, err := simplifiedchinese.GBK.NewDecoder().Bytes(body)
+	if err != nil {
+		return nil, malformed("not GBK: %v", err)
+	}
+	// GBK maps no byte sequence to U+FFFD; the decoder writes it for bytes
+	// it cannot read.
+	if bytes.ContainsRune(out, utf8.RuneError) {
+		return nil, malformed("bytes that are not valid GBK")
+	}
+	return out, nil
+}
+
+var encodingAttr = regexp.MustCompile(`encoding\s*=\s*(?:"([^"]*)"|'([^']*)')`)
+
+// parse reads a GBK XML document whose root element must be root. It
+// refuses DOCTYPE and other directives (and so entity declarations), a
+// declared encoding outside the GBK family, nesting deeper than maxDepth,
+// and anything encoding/xml in strict mode refuses.
+func parse(body []byte, root string) (*node, error) {
+	text, err := decodeGBK(body)
+	if err != nil {
+		return nil, err
+	}
+	d := xml.NewDecoder(bytes.NewReader(text))
+	d.Strict = true
+	d.CharsetReader = func(charset string, input io.Reader) (io.Reader, error) {
+		if gbkFamily(charset) {
+			return input, nil // already converted to UTF-8 above
+		}
+		return nil, fmt.Errorf("encoding %q is not GBK", charset)
+	}
+	var (
+		stack []*node
+		top   *node
+		seen  bool
+	)
+	for {
+		tok, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, malformed("xml: %v", err)
+		}
+		switch t := tok.(type) {
+		case xml.ProcInst:
+			if t.Target == "xml" {
+				if m := encodingAttr.FindSubmatch(t.Inst); m != nil {
+					enc := string(m[1]) + string(m[2])
+					if !gbkFamily(enc) {
+						return nil, malformed("declared encoding %q is not GBK", enc)
+					}
+				}
+			}
+		case xml.Directive:
+			return nil, malformed("DOCTYPE and other declarations are not allowed")
+		case xml.StartElement:
+			if len(stack) == 0 {
+				if seen {
+					return nil, malformed("more than one root element")
+				}
+				seen = true
+				if t.Name.Space != "" || t.Name.Local != root {
+					return nil, malformed("root element is <%s>, want <%s>", t.Name.Local, root)
+				}
+			}
+			if len(stack) >= maxDepth {
+				return nil, malformed("elements nested deeper than %d", maxDepth)
+			}
+			n := &node{name: t.Name.Local}
+			if t.Name.Space != "" {
+				n.name = "" // a namespaced element is not one of ours
+			}
+			if len(stack) == 0 {
+				top = n
+			} else {
+				p := stack[len(stack)-1]
+				p.children = append(p.children, n)
+			}
+			stack = append(stack, n)
+		case xml.EndElement:
+			stack = stack[:len(stack)-1]
+		case xml.CharData:
+			if len(stack) == 0 {
+				if len(bytes.TrimSpace(t)) != 0 {
+					return nil, malformed("text outside the root element")
+				}
+				continue
+			}
+			stack[len(stack)-1].text.Write(t)
+		}
+	}
+	if top == nil {
+		return nil, malformed("no <%s> element", root)
+	}
+	return top, nil
+}
+
+// leaves maps the names of n's children to their text. Known names
+// (those in want) must appear at most once and have no child elements;
+// other children are ignored.
+type leaves map[string]string
+
+func (n *node) leaves(want ...string) (leaves, error) {
+	l := make(leaves, len(want))
+	for _, c := range n.children {
+		if !contains(want, c.name) {
+			continue
+		}
+		if _, dup := l[c.name]; dup {
+			return nil, malformed("<%s> appears more than once in <%s>", c.name, n.name)
+		}
+		if len(c.children) > 0 {
+			return nil, malformed("<%s> holds elements, want text", c.name)
+		}
+		l[c.name] = c.text.String()
+	}
+	return l, nil
+}
+
+// child returns n's only child named name (nil if none).
+func (n *node) child(name string) (*node, error) {
+	var found *node
+	for _, c := range n.children {
+		if c.name == name {
+			if found != nil {
+				return nil, malformed("<%s> appears more than once in <%s>", name, n.name)
+			}
+			found = c
+		}
+	}
+	return found, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
