@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/tongban/tongban/adapters"
+	"github.com/tongban/tongban/httpsig"
 	"github.com/tongban/tongban/policies"
 )
 
@@ -51,7 +53,9 @@ type Error struct {
 	Decision *policies.Decision    // policy_denied
 	// PolicyInput is what the policy saw (policy_denied), for the log.
 	PolicyInput *policies.Input
-	Err         error
+	// RetryAfter is when a rate_limited caller may try again.
+	RetryAfter time.Duration
+	Err        error
 }
 
 func (e *Error) Error() string {
@@ -104,4 +108,50 @@ func asError(err error) *Error {
 		return &Error{Code: CodeMalformed, Detail: err.Error()}
 	}
 	return internal(err)
+}
+
+// ProblemDocument is the RFC 9457 problem+json document of err: type,
+// title, status, code, detail, instance, and errors (validation_failed) or
+// decision (policy_denied). Internal causes are never included.
+func ProblemDocument(err error, instance string) (int, map[string]any) {
+	var status int
+	var code, title, detail string
+	doc := map[string]any{}
+	var se *httpsig.Error
+	if errors.As(err, &se) {
+		status, code, title, detail = se.Status, se.Code, se.Title, se.Detail
+	} else {
+		e := asError(err)
+		status, code, title, detail = e.Status(), e.Code, e.Title(), e.Detail
+		switch e.Code {
+		case CodeInternal:
+			detail = ""
+		case CodeValidationFailed:
+			doc["errors"] = e.Fields
+		case CodePolicyDenied:
+			if e.Decision != nil {
+				doc["decision"] = e.Decision
+			}
+		}
+	}
+	doc["type"] = "urn:tongban:problem:" + code
+	doc["title"] = title
+	doc["status"] = status
+	doc["code"] = code
+	if detail != "" {
+		doc["detail"] = detail
+	}
+	if instance != "" {
+		doc["instance"] = instance
+	}
+	return status, doc
+}
+
+// retryAfterSeconds is the Retry-After of a rate_limited error.
+func retryAfterSeconds(err error) int {
+	var e *Error
+	if errors.As(err, &e) && e.RetryAfter > 0 {
+		return int((e.RetryAfter + time.Second - 1) / time.Second)
+	}
+	return 1
 }

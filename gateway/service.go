@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/tongban/tongban/adapters"
+	"github.com/tongban/tongban/adapters/liwan"
+	"github.com/tongban/tongban/adapters/nanhai"
 	"github.com/tongban/tongban/certs"
 	"github.com/tongban/tongban/gateway/exchangelog"
 	"github.com/tongban/tongban/gateway/store"
@@ -100,6 +102,9 @@ type Options struct {
 	Logger   *slog.Logger
 	Now      func() time.Time
 	NewID    func() string
+	// OnAccepted is called after an accepted case or status is committed
+	// (the delivery worker's wake-up).
+	OnAccepted func()
 }
 
 type service struct {
@@ -109,11 +114,17 @@ type service struct {
 	log      *slog.Logger
 	now      func() time.Time
 	newID    func() string
+	accepted func()
 }
 
 // NewService returns the core service.
-func NewService(o Options) Service {
-	s := &service{store: o.Store, policy: o.Policy, partners: o.Partners, log: o.Logger, now: o.Now, newID: o.NewID}
+func NewService(o Options) Service { return newService(o) }
+
+func newService(o Options) *service {
+	s := &service{store: o.Store, policy: o.Policy, partners: o.Partners, log: o.Logger, now: o.Now, newID: o.NewID, accepted: o.OnAccepted}
+	if s.accepted == nil {
+		s.accepted = func() {}
+	}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -168,26 +179,11 @@ func (s *service) Submit(ctx context.Context, req Request) (_ *Receipt, err erro
 		return nil, internal(err)
 	}
 
-	in := policyInput(from.Division, c)
-	engine := s.policy.Load()
-	d, err := engine.Decide(ctx, in)
+	t, err := TranslateCase(ctx, s.policy.Load(), s.partners, from, c)
 	if err != nil {
-		return nil, internal(err)
+		return nil, err
 	}
-	d.Revision = engine.Revision()
-	if !d.Allow {
-		return nil, &Error{Code: CodePolicyDenied, Detail: denialDetail(d), Decision: &d, PolicyInput: &in}
-	}
-	to := s.partners[c.OwnerDivision]
-	if to == nil {
-		return nil, &Error{Code: CodeValidationFailed, Detail: "no partner handles the owning division",
-			Fields: []adapters.FieldError{{Field: ownerField(from), Code: "unknown_partner", Message: "tongban has no partner for division " + c.OwnerDivision}}}
-	}
-	delivered := c.ForDelivery(from.Division, adapters.HandlingMode(d.Mode), d.TargetImplCode, d.PromisedDays)
-	translated, err := to.Codec.EncodeCase(&delivered)
-	if err != nil {
-		return nil, internal(err)
-	}
+	in, d, to, translated := t.Input, t.Decision, t.To, t.Record
 
 	now := s.now()
 	id := s.newID()
@@ -195,11 +191,12 @@ func (s *service) Submit(ctx context.Context, req Request) (_ *Receipt, err erro
 	if err != nil {
 		return nil, internal(err)
 	}
-	entry, err := exchangelog.NewEntry(exchangelog.KindExchange, now, id, exchangelog.ExchangeFields{
+	entry, err := logAppend(&exchangelog.ExchangeEntry{
+		Header: exchangelog.Header{Time: now}, Exchange: id,
 		From: from.Division, To: to.Division, Item: c.Item.BasicCode, SourceCase: c.CaseNo,
 		PolicyInput: inputJSON, Decision: decisionJSON,
 		Request: logSigned(req.Signed), Translated: exchangelog.Digest{Digest: certs.SM3Hex(translated)},
-	})
+	}, now)
 	if err != nil {
 		return nil, internal(err)
 	}
@@ -210,13 +207,14 @@ func (s *service) Submit(ctx context.Context, req Request) (_ *Receipt, err erro
 		DeliveryState: store.StateQueued, CreatedAt: now,
 	}
 	rc := &Receipt{ExchangeID: id, State: store.StateQueued, Decision: &ReceiptDecision{Allow: true, Mode: d.Mode, Revision: d.Revision}}
-	saved, err := s.store.CreateExchange(ctx, ex, logAppend(entry, now, id), receiptBytes(rc))
+	saved, err := s.store.CreateExchange(ctx, ex, entry, receiptBytes(rc))
 	if errors.Is(err, store.ErrDuplicate) && saved != nil {
 		return s.replay(saved.RequestDigest, req.Signed.Digest, saved.Receipt)
 	}
 	if err != nil {
 		return nil, internal(err)
 	}
+	s.accepted()
 	return decodeReceipt(saved.Receipt, false)
 }
 
@@ -264,10 +262,11 @@ func (s *service) UpdateStatus(ctx context.Context, req StatusRequest) (_ *Recei
 		return nil, internal(err)
 	}
 	now := s.now()
-	entry, err := exchangelog.NewEntry(exchangelog.KindStatus, now, ex.ID, exchangelog.StatusFields{
+	entry, err := logAppend(&exchangelog.StatusEntry{
+		Header: exchangelog.Header{Time: now}, Exchange: ex.ID,
 		From: caller.Division, To: recipient.Division, State: string(u.State),
 		Request: logSigned(req.Signed), Translated: exchangelog.Digest{Digest: certs.SM3Hex(translated)},
-	})
+	}, now)
 	if err != nil {
 		return nil, internal(err)
 	}
@@ -277,7 +276,7 @@ func (s *service) UpdateStatus(ctx context.Context, req StatusRequest) (_ *Recei
 	}
 	rc := &Receipt{ExchangeID: ex.ID, State: store.StateQueued}
 	terminal := func(state string) bool { return adapters.State(state).Terminal() }
-	saved, err := s.store.AddStatus(ctx, st, terminal, logAppend(entry, now, ex.ID), receiptBytes(rc))
+	saved, err := s.store.AddStatus(ctx, st, terminal, entry, receiptBytes(rc))
 	switch {
 	case errors.Is(err, store.ErrDuplicate) && saved != nil:
 		return decodeReceipt(saved.Receipt, true)
@@ -286,6 +285,7 @@ func (s *service) UpdateStatus(ctx context.Context, req StatusRequest) (_ *Recei
 	case err != nil:
 		return nil, internal(err)
 	}
+	s.accepted()
 	return decodeReceipt(saved.Receipt, false)
 }
 
@@ -384,7 +384,7 @@ func (s *service) deny(ctx context.Context, req Request, err error) error {
 	if req.Caller.Role != certs.RolePartner {
 		from = req.Caller.KeyID
 	}
-	f := exchangelog.DeniedFields{From: from, Request: logSigned(req.Signed), Code: e.Code}
+	f := &exchangelog.DeniedEntry{Header: exchangelog.Header{Time: s.now()}, From: from, Request: logSigned(req.Signed), Code: e.Code}
 	for _, fe := range e.Fields {
 		f.Fields = append(f.Fields, fe.Field)
 	}
@@ -395,16 +395,50 @@ func (s *service) deny(ctx context.Context, req Request, err error) error {
 		}
 		f.PolicyInput, f.Decision = in, d
 	}
-	now := s.now()
-	entry, merr := exchangelog.NewEntry(exchangelog.KindDenied, now, "", f)
+	entry, merr := logAppend(f, f.Time)
 	if merr != nil {
 		return internal(merr)
 	}
-	if _, aerr := s.store.AppendEntry(ctx, logAppend(entry, now, "")); aerr != nil {
+	if _, aerr := s.store.AppendEntry(ctx, entry); aerr != nil {
 		s.log.ErrorContext(ctx, "recording a denial failed", "err", aerr)
 		return internal(aerr)
 	}
 	return e
+}
+
+// Translation is the pure part of the exchange pipeline: what the policy
+// saw and decided, and the record for the owning district.
+type Translation struct {
+	Input    policies.Input
+	Decision policies.Decision // with its Revision
+	To       *Partner
+	Record   []byte // the record exactly as delivered to To
+}
+
+// TranslateCase decides a decoded case from partner from by policy and
+// translates it for the owning district. A denial is a policy_denied Error
+// carrying the decision and its input.
+func TranslateCase(ctx context.Context, engine *policies.Engine, partners Partners, from *Partner, c *adapters.Case) (*Translation, error) {
+	in := policyInput(from.Division, c)
+	d, err := engine.Decide(ctx, in)
+	if err != nil {
+		return nil, internal(err)
+	}
+	d.Revision = engine.Revision()
+	if !d.Allow {
+		return nil, &Error{Code: CodePolicyDenied, Detail: denialDetail(d), Decision: &d, PolicyInput: &in}
+	}
+	to := partners[c.OwnerDivision]
+	if to == nil {
+		return nil, &Error{Code: CodeValidationFailed, Detail: "no partner handles the owning division",
+			Fields: []adapters.FieldError{{Field: ownerField(from), Code: "unknown_partner", Message: "tongban has no partner for division " + c.OwnerDivision}}}
+	}
+	delivered := c.ForDelivery(from.Division, adapters.HandlingMode(d.Mode), d.TargetImplCode, d.PromisedDays)
+	record, err := to.Codec.EncodeCase(&delivered)
+	if err != nil {
+		return nil, internal(err)
+	}
+	return &Translation{Input: in, Decision: d, To: to, Record: record}, nil
 }
 
 func policyInput(from string, c *adapters.Case) policies.Input {
@@ -453,9 +487,13 @@ func logSigned(s httpsig.Signed) exchangelog.Signed {
 	return exchangelog.Signed{Digest: s.Digest, SignatureBase: s.SignatureBase, Signature: s.Signature, KeyID: s.KeyID}
 }
 
-func logAppend(e exchangelog.Entry, now time.Time, exchange string) store.LogAppend {
-	b := e.Bytes()
-	return store.LogAppend{Kind: e.Kind(), Exchange: exchange, Time: now, Bytes: b, LeafHash: exchangelog.LeafHash(b)}
+// logAppend serializes an entry once, for the store to append.
+func logAppend(e exchangelog.Entry, now time.Time) (store.LogAppend, error) {
+	b, err := exchangelog.Marshal(e)
+	if err != nil {
+		return store.LogAppend{}, err
+	}
+	return store.LogAppend{Kind: exchangelog.Kind(e), Exchange: e.ExchangeID(), Time: now, Bytes: b, LeafHash: exchangelog.LeafHash(b)}, nil
 }
 
 func receiptBytes(rc *Receipt) func(store.LogPosition) ([]byte, error) {
@@ -482,4 +520,48 @@ func seqDeliveryID(exchangeID string, n int) string {
 		return exchangeID
 	}
 	return exchangeID + "." + strconv.Itoa(n)
+}
+
+// PilotPartners are the two pilot districts with their default endpoints
+// (where `tongban sim` listens by default).
+func PilotPartners() Partners {
+	return NewPartners(
+		&Partner{ID: "nanhai", Division: adapters.DivisionNanhai, Endpoint: DefaultNanhaiEndpoint, Codec: nanhai.Codec},
+		&Partner{ID: "liwan", Division: adapters.DivisionLiwan, Endpoint: DefaultLiwanEndpoint, Codec: liwan.Codec},
+	)
+}
+
+// ByID finds a partner by its id.
+func (ps Partners) ByID(id string) *Partner {
+	for _, p := range ps {
+		if p.ID == id {
+			return p
+		}
+	}
+	return nil
+}
+
+// Other is the partner that is not p, when there are exactly two.
+func (ps Partners) Other(p *Partner) *Partner {
+	for _, q := range ps {
+		if q.Division != p.Division && len(ps) == 2 {
+			return q
+		}
+	}
+	return nil
+}
+
+// TranslateStatus decodes a status update from partner from, addresses it to
+// caseNo (the receiving district's number) and encodes it for to.
+func TranslateStatus(from, to *Partner, body []byte, caseNo string) ([]byte, error) {
+	u, err := from.Codec.DecodeStatus(body)
+	if err != nil {
+		return nil, asError(err)
+	}
+	u.CaseNo = caseNo
+	out, err := to.Codec.EncodeStatus(u)
+	if err != nil {
+		return nil, internal(err)
+	}
+	return out, nil
 }

@@ -182,27 +182,16 @@ func ErrorEncoder(logger *slog.Logger) kithttp.ErrorEncoder {
 		if r, ok := ctx.Value(requestKey).(*http.Request); ok {
 			instance = r.URL.Path
 		}
-		var se *httpsig.Error
-		if errors.As(err, &se) {
-			httpsig.WriteProblem(w, se.Status, se.Code, se.Title, se.Detail, instance, nil)
-			return
-		}
-		e := asError(err)
-		extra := map[string]any{}
-		detail := e.Detail
-		switch e.Code {
+		status, doc := ProblemDocument(err, instance)
+		switch doc["code"] {
 		case CodeInternal:
 			logger.ErrorContext(ctx, "internal error", "err", err, "path", instance)
-			detail = ""
-		case CodeValidationFailed:
-			extra["errors"] = e.Fields
-		case CodePolicyDenied:
-			if e.Decision != nil {
-				extra["decision"] = e.Decision
-			}
 		case CodeRateLimited:
-			w.Header().Set("Retry-After", strconv.Itoa(1))
+			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(err)))
 		}
-		httpsig.WriteProblem(w, e.Status(), e.Code, e.Title(), detail, instance, extra)
+		body, _ := json.Marshal(doc)
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(status)
+		_, _ = w.Write(body)
 	}
 }

@@ -1,0 +1,298 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	kitprom "github.com/go-kit/kit/metrics/prometheus"
+	stdprom "github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tongban/tongban/adapters"
+	"github.com/tongban/tongban/adapters/liwan"
+	"github.com/tongban/tongban/adapters/nanhai"
+	"github.com/tongban/tongban/certs"
+	"github.com/tongban/tongban/gateway/delivery"
+	"github.com/tongban/tongban/gateway/exchangelog"
+	"github.com/tongban/tongban/gateway/store"
+	"github.com/tongban/tongban/httpsig"
+	"github.com/tongban/tongban/policies"
+)
+
+// Server is a whole running gateway: store, policy, signed log, delivery
+// worker and HTTP handler, wired from a Config.
+type Server struct {
+	Config   *Config
+	Store    store.Store
+	Log      *exchangelog.Log
+	Policy   *policies.Switch
+	Trust    *certs.TrustStore
+	Gateway  *certs.Signer // signs deliveries and receipts
+	LogKey   *certs.Signer // signs checkpoints
+	Partners Partners
+	Worker   *delivery.Worker
+	Service  Service
+	Handler  http.Handler
+	core     *service
+	logger   *slog.Logger
+}
+
+// codecs by partner id; a third district adds one line here and one folder
+// under adapters/.
+var codecs = map[string]adapters.Codec{"nanhai": nanhai.Codec, "liwan": liwan.Codec}
+
+// NewServer opens everything cfg names (creating the dev PKI on first run
+// when the default key paths are used) and wires the gateway.
+func NewServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*Server, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if err := cfg.ApplyDefaults(); err != nil {
+		return nil, err
+	}
+	s := &Server{Config: cfg, logger: logger}
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return nil, err
+	}
+	if strings.HasPrefix(cfg.Keys.Gateway.Key, cfg.DevCertsDir()+string(filepath.Separator)) {
+		if err := certs.InitDevPKI(cfg.DevCertsDir()); err != nil {
+			return nil, fmt.Errorf("dev PKI: %w", err)
+		}
+	}
+	pass, err := cfg.passphrase()
+	if err != nil {
+		return nil, err
+	}
+	if s.Gateway, err = certs.LoadSigner(cfg.Keys.Gateway.Cert, cfg.Keys.Gateway.Key, pass); err != nil {
+		return nil, fmt.Errorf("gateway key: %w", err)
+	}
+	if s.LogKey, err = certs.LoadSigner(cfg.Keys.Log.Cert, cfg.Keys.Log.Key, pass); err != nil {
+		return nil, fmt.Errorf("log key: %w", err)
+	}
+	if err := s.loadTrust(); err != nil {
+		return nil, err
+	}
+
+	if s.Store, err = store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	if err := s.loadPolicy(ctx); err != nil {
+		s.Store.Close()
+		return nil, err
+	}
+	logOpts := exchangelog.NewOptions().WithOrigin(cfg.Log.Origin).WithSigner(s.LogKey).
+		WithLogCertificates(s.LogKey.Certificate()).WithInterval(cfg.Log.CheckpointInterval).WithLogger(logger)
+	if s.Log, err = exchangelog.Open(ctx, logStore{s.Store}, logOpts); err != nil {
+		s.Store.Close()
+		return nil, fmt.Errorf("exchange log: %w", err)
+	}
+
+	s.Worker = delivery.New(delivery.Options{
+		Store: s.Store, Signer: s.Gateway, Trust: s.Trust, Partners: s.deliveryPartners(),
+		MaxAttempts: cfg.Delivery.MaxAttempts, InitialBackoff: cfg.Delivery.InitialBackoff,
+		MaxBackoff: cfg.Delivery.MaxBackoff, Concurrency: cfg.Delivery.Concurrency,
+		AttemptTimeout: cfg.Delivery.Timeout, Logger: logger,
+	})
+
+	requests := kitprom.NewCounterFrom(stdprom.CounterOpts{Namespace: "tongban", Name: "requests_total", Help: "Partner requests by method and outcome code."}, []string{"method", "code"})
+	latency := kitprom.NewHistogramFrom(stdprom.HistogramOpts{Namespace: "tongban", Name: "request_seconds", Help: "Partner request latency.", Buckets: stdprom.DefBuckets}, []string{"method"})
+	s.core = newService(Options{Store: s.Store, Policy: s.Policy, Partners: s.Partners, Logger: logger, OnAccepted: s.Worker.Kick})
+	svc := LoggingMiddleware(logger)(s.core)
+	svc = MetricsMiddleware(requests, latency)(svc)
+	s.Service = svc
+
+	verifier := &httpsig.Verifier{Trust: s.Trust, Nonces: s.Store, PublicURL: cfg.PublicURL, MaxBody: cfg.MaxBodyBytes}
+	routes := map[string]http.Handler{}
+	s.adminRoutes(routes)
+	s.auditRoutes(routes)
+	s.Handler = NewHTTPHandler(MakeEndpoints(svc), HTTPOptions{
+		Verifier: verifier, Signer: s.Gateway, PublicURL: cfg.PublicURL, Logger: logger,
+		Routes: routes, Ready: s.Ready, Metrics: promhttp.Handler(),
+	})
+	return s, nil
+}
+
+func (c *Config) passphrase() ([]byte, error) {
+	switch {
+	case c.Keys.PassphraseEnv != "":
+		v, ok := os.LookupEnv(c.Keys.PassphraseEnv)
+		if !ok {
+			return nil, fmt.Errorf("passphrase: environment variable %s is not set", c.Keys.PassphraseEnv)
+		}
+		return []byte(v), nil
+	case c.Keys.PassphraseFile != "":
+		b, err := os.ReadFile(c.Keys.PassphraseFile)
+		if err != nil {
+			return nil, fmt.Errorf("passphrase: %w", err)
+		}
+		return []byte(strings.TrimRight(string(b), "\r\n")), nil
+	}
+	return nil, nil
+}
+
+// loadTrust builds the trust store of every identity that may sign to us,
+// and the partner registry.
+func (s *Server) loadTrust() error {
+	cfg := s.Config
+	var anchors []*certs.Certificate
+	for _, p := range cfg.TrustAnchors {
+		cs, err := certs.LoadCertificates(p)
+		if err != nil {
+			return fmt.Errorf("trust anchor %s: %w", p, err)
+		}
+		anchors = append(anchors, cs...)
+	}
+	s.Trust = certs.NewTrustStore(anchors)
+	add := func(path string, id certs.Identity) error {
+		cs, err := certs.LoadCertificates(path)
+		if err != nil {
+			return fmt.Errorf("certificate %s: %w", path, err)
+		}
+		for _, c := range cs {
+			if err := s.Trust.Add(c, id); err != nil {
+				return fmt.Errorf("certificate %s: %w", path, err)
+			}
+		}
+		return nil
+	}
+	s.Partners = Partners{}
+	for _, pc := range cfg.Partners {
+		codec, ok := codecs[pc.ID]
+		if !ok {
+			return fmt.Errorf("partner %q: no codec (known: nanhai, liwan)", pc.ID)
+		}
+		p := &Partner{ID: pc.ID, Division: pc.Division, Endpoint: strings.TrimRight(pc.Endpoint, "/"), Codec: codec}
+		s.Partners[p.Division] = p
+		for _, path := range pc.Certificates {
+			if err := add(path, certs.Identity{Role: certs.RolePartner, Partner: pc.ID, Division: pc.Division, Name: pc.ID}); err != nil {
+				return err
+			}
+		}
+	}
+	for _, path := range cfg.Admins {
+		if err := add(path, certs.Identity{Role: certs.RoleAdmin, Name: "admin"}); err != nil {
+			return err
+		}
+	}
+	for _, path := range cfg.Auditors {
+		if err := add(path, certs.Identity{Role: certs.RoleAuditor, Name: "auditor"}); err != nil {
+			return err
+		}
+	}
+	if err := s.Trust.Add(s.Gateway.Certificate(), certs.Identity{Role: certs.RoleGateway, Name: "gateway"}); err != nil {
+		return fmt.Errorf("gateway certificate: %w", err)
+	}
+	if err := s.Trust.Add(s.LogKey.Certificate(), certs.Identity{Role: certs.RoleLog, Name: "log"}); err != nil {
+		return fmt.Errorf("log certificate: %w", err)
+	}
+	return nil
+}
+
+// loadPolicy activates the newest recorded activation, or else the
+// configured (or embedded pilot) bundle.
+func (s *Server) loadPolicy(ctx context.Context) error {
+	acts, err := s.Store.Activations(ctx)
+	if err != nil {
+		return err
+	}
+	var b *policies.Bundle
+	switch {
+	case len(acts) > 0:
+		b, err = policies.BundleFromTar(strings.NewReader(string(acts[0].Bundle)), maxBundleBytes)
+	case s.Config.Policies != "":
+		b, err = policies.LoadBundle(s.Config.Policies)
+	default:
+		b = policies.Pilot()
+	}
+	if err != nil {
+		return fmt.Errorf("policy bundle: %w", err)
+	}
+	e, err := policies.Compile(ctx, b)
+	if err != nil {
+		return fmt.Errorf("policy bundle: %w", err)
+	}
+	s.Policy = policies.NewSwitch(e)
+	return nil
+}
+
+func (s *Server) deliveryPartners() map[string]delivery.Partner {
+	out := map[string]delivery.Partner{}
+	for div, p := range s.Partners {
+		out[div] = delivery.Partner{ID: p.ID, Division: div, Endpoint: p.Endpoint, Codec: p.Codec}
+	}
+	return out
+}
+
+// Ready reports whether the gateway may serve: store reachable, signing key
+// loaded, policy active, log consistent with its signed checkpoint.
+func (s *Server) Ready(ctx context.Context) error {
+	if err := s.Store.Ping(ctx); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if s.Gateway == nil || s.Policy.Load() == nil {
+		return errors.New("no signing key or policy")
+	}
+	if err := s.Log.Err(); err != nil {
+		return fmt.Errorf("exchange log: %w", err)
+	}
+	return nil
+}
+
+// Run serves until ctx ends, then shuts down gracefully: in-flight requests
+// finish, the worker stops claiming, the log publishes a last checkpoint and
+// the store closes.
+func (s *Server) Run(ctx context.Context, ln net.Listener) error {
+	cert, err := tls.LoadX509KeyPair(s.Config.TLS.Cert, s.Config.TLS.Key)
+	if err != nil {
+		return fmt.Errorf("TLS certificate: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           s.Handler,
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	bg, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan struct{}, 2)
+	go func() { _ = s.Log.Run(bg); done <- struct{}{} }()
+	go func() { _ = s.Worker.Run(bg); done <- struct{}{} }()
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		shutdown, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = srv.Shutdown(shutdown)
+		cancel()
+	}
+	stop()
+	<-done
+	<-done
+	if serr := s.Log.Sync(context.Background()); serr != nil {
+		s.logger.Warn("final checkpoint", "err", serr)
+	}
+	if cerr := s.Store.Close(); err == nil {
+		err = cerr
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// Close releases the store (for a server that was never Run).
+func (s *Server) Close() error { return s.Store.Close() }
