@@ -31,7 +31,7 @@ type handlerFunc func(ctx context.Context, vr *httpsig.Verified, r *http.Request
 func (s *Server) route(h handlerFunc, roles ...certs.Role) http.Handler {
 	enc := ErrorEncoder(s.logger)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := context.WithValue(r.Context(), requestKey, r)
+		ctx := context.WithValue(context.WithValue(r.Context(), requestKey, r), writerKey, w)
 		vr, err := verified(ctx)
 		if err == nil && !slices.Contains(roles, vr.Identity.Role) {
 			err = newError(CodeForbidden, "the %s role may not call this route", vr.Identity.Role)

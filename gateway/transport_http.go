@@ -33,7 +33,10 @@ type HTTPOptions struct {
 
 type ctxKey int
 
-const requestKey ctxKey = iota
+const (
+	requestKey ctxKey = iota
+	writerKey
+)
 
 // NewHTTPHandler serves the partner routes of gateway-api.md, the extra
 // signed routes and the operations routes.
