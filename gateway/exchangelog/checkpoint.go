@@ -166,6 +166,9 @@ func OpenCheckpoint(msg []byte, origin string, logCerts []*certs.Certificate) (C
 	if c.Origin != origin {
 		return Checkpoint{}, nil, fmt.Errorf("%w: origin %q, want %q", ErrCheckpointMalformed, c.Origin, origin)
 	}
+	if _, err := base64.StdEncoding.Strict().DecodeString(n.Sigs[0].Base64); err != nil {
+		return Checkpoint{}, nil, fmt.Errorf("%w: signature is not canonical base64", ErrCheckpointMalformed)
+	}
 	if !bytes.Equal(msg, append(append(c.Body(), '\n'), signatureLine(n.Sigs[0])...)) {
 		return Checkpoint{}, nil, fmt.Errorf("%w: not in canonical form", ErrCheckpointMalformed)
 	}
