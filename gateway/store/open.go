@@ -1,0 +1,228 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// ErrNotDurable: the database would acknowledge a commit before it is on
+// disk (PostgreSQL with fsync or synchronous_commit off). The store refuses
+// it, because a 202 promises the case survives a crash.
+var ErrNotDurable = errors.New("store: database does not make commits durable")
+
+// Driver names accepted by [Open].
+const (
+	DriverSQLite   = "sqlite"
+	DriverPostgres = "postgres"
+)
+
+// Option adjusts a store as it is opened.
+type Option func(*options)
+
+type options struct {
+	now             func() time.Time
+	nonceCleanup    time.Duration
+	maxConns        int
+	connMaxIdleTime time.Duration
+}
+
+func defaultOptions() options {
+	return options{
+		now:             time.Now,
+		nonceCleanup:    time.Minute,
+		maxConns:        10,
+		connMaxIdleTime: 5 * time.Minute,
+	}
+}
+
+// WithClock sets the clock the store reads for the times it assigns itself
+// (creation and update times, nonce expiry, redrive). Default time.Now.
+func WithClock(now func() time.Time) Option {
+	return func(o *options) { o.now = now }
+}
+
+// WithNonceCleanup sets how often expired nonces are deleted (default one
+// minute; 0 disables the cleanup, expired nonces are then only replaced).
+func WithNonceCleanup(every time.Duration) Option {
+	return func(o *options) { o.nonceCleanup = every }
+}
+
+// WithMaxConns bounds the connection pool: PostgreSQL connections, or
+// SQLite reader connections (SQLite always writes through one connection).
+// Default 10.
+func WithMaxConns(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.maxConns = n
+		}
+	}
+}
+
+// Open opens the store with the named driver: [DriverSQLite] (dsn is a file
+// path) or [DriverPostgres] (also "pgx"; dsn is a libpq URL or key=value
+// string).
+func Open(ctx context.Context, driver, dsn string, opts ...Option) (Store, error) {
+	switch driver {
+	case DriverSQLite, "sqlite3":
+		return OpenSQLite(ctx, dsn, opts...)
+	case DriverPostgres, "postgresql", "pgx":
+		return OpenPostgres(ctx, dsn, opts...)
+	}
+	return nil, fmt.Errorf("store: unknown driver %q (want %q or %q)", driver, DriverSQLite, DriverPostgres)
+}
+
+// OpenSQLite opens (creating it if needed) the SQLite database at path and
+// brings its schema up to date.
+//
+// The database runs in WAL mode with synchronous=FULL, so a committed
+// transaction is fsynced before the call returns. Every write goes through
+// one connection whose transactions begin IMMEDIATE: writers queue in Go
+// rather than polling SQLite's busy handler, and a transaction never fails
+// half-way for want of the write lock. Reads use a separate pool and see the
+// last committed state. Several handles (or processes) may open the same
+// file; they then wait on each other through busy_timeout.
+func OpenSQLite(ctx context.Context, path string, opts ...Option) (Store, error) {
+	o := defaultOptions()
+	for _, f := range opts {
+		f(&o)
+	}
+	if path == "" || strings.ContainsRune(path, '?') || strings.HasPrefix(path, "file:") || path == ":memory:" {
+		return nil, fmt.Errorf("store: sqlite path %q: want a plain file path", path)
+	}
+	const pragmas = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
+	w, err := sql.Open("sqlite", path+"?"+pragmas+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("store: open sqlite: %w", err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	r, err := sql.Open("sqlite", path+"?"+pragmas+"&_pragma=query_only(1)")
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("store: open sqlite: %w", err)
+	}
+	r.SetMaxOpenConns(o.maxConns)
+	r.SetMaxIdleConns(o.maxConns)
+	r.SetConnMaxIdleTime(o.connMaxIdleTime)
+	s := newSQLStore(sqliteDialect, w, r, o)
+	if err := s.init(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	var mode string
+	if err := w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || !strings.EqualFold(mode, "wal") {
+		s.Close()
+		return nil, fmt.Errorf("store: sqlite %s: journal mode %q, want wal (%v)", path, mode, err)
+	}
+	return s, nil
+}
+
+// OpenPostgres connects to PostgreSQL, brings the schema up to date (under an
+// advisory lock, so replicas starting together migrate once) and checks that
+// commits are durable: fsync and synchronous_commit must not be off
+// ([ErrNotDurable]). Several replicas may share the database: log indexes
+// are assigned without gaps across them, the outbox is claimed with FOR
+// UPDATE SKIP LOCKED, and nonces and idempotency records are shared.
+//
+// The schema is the connection's search_path (a DSN may set it, e.g.
+// "…?search_path=tongban").
+func OpenPostgres(ctx context.Context, dsn string, opts ...Option) (Store, error) {
+	o := defaultOptions()
+	for _, f := range opts {
+		f(&o)
+	}
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store: postgres dsn: %w", err)
+	}
+	db := stdlib.OpenDB(*cfg)
+	db.SetMaxOpenConns(o.maxConns)
+	db.SetMaxIdleConns(o.maxConns)
+	db.SetConnMaxIdleTime(o.connMaxIdleTime)
+	db.SetConnMaxLifetime(time.Hour)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: postgres: %w", err)
+	}
+	for _, setting := range []string{"fsync", "synchronous_commit"} {
+		var v string
+		if err := db.QueryRowContext(ctx, "SELECT current_setting($1)", setting).Scan(&v); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("store: postgres: %s: %w", setting, err)
+		}
+		if strings.EqualFold(v, "off") {
+			db.Close()
+			return nil, fmt.Errorf("%w: %s is off", ErrNotDurable, setting)
+		}
+	}
+	s := newSQLStore(pgDialect, db, db, o)
+	if err := s.init(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func newSQLStore(d dialect, w, r *sql.DB, o options) *sqlStore {
+	return &sqlStore{d: d, w: w, r: r, now: o.now, cleanupEvery: o.nonceCleanup, closeState: closeState{stop: make(chan struct{})}}
+}
+
+// init migrates and starts the nonce cleanup.
+func (s *sqlStore) init(ctx context.Context) error {
+	if err := migrate(ctx, s.w, s.d, s.now().UnixNano()); err != nil {
+		return err
+	}
+	if s.cleanupEvery > 0 {
+		s.wg.Add(1)
+		go s.cleanNonces()
+	}
+	return nil
+}
+
+func (s *sqlStore) cleanNonces() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cleanupEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			_, _ = s.purgeNonces(ctx) // best effort: expired rows are also replaced on insert
+			cancel()
+		}
+	}
+}
+
+// Close stops the background cleanup and closes the connections.
+func (s *sqlStore) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		s.wg.Wait()
+		err = s.w.Close()
+		if s.r != s.w {
+			err = errors.Join(err, s.r.Close())
+		}
+	})
+	return err
+}
+
+// closer state lives on sqlStore; declared here beside Close.
+type closeState struct {
+	closeOnce sync.Once
+	stop      chan struct{}
+	wg        sync.WaitGroup
+}

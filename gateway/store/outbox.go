@@ -1,0 +1,200 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+)
+
+const deliveryCols = `id, exchange_id, seq, to_division, kind, payload, event_index, state, attempts, next_attempt_ns,
+	last_error, partner_case_no, reason, updated_ns`
+
+func scanDelivery(row interface{ Scan(...any) error }) (*Delivery, error) {
+	var (
+		d                               Delivery
+		seq, event, attempts, next, upd int64
+	)
+	err := row.Scan(&d.ID, &d.ExchangeID, &seq, &d.To, &d.Kind, &d.Payload, &event, &d.State, &attempts, &next,
+		&d.LastError, &d.PartnerCaseNo, &d.Reason, &upd)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: read delivery: %w", err)
+	}
+	d.Seq, d.EventIndex, d.Attempts = int(seq), uint64(event), int(attempts)
+	d.NextAttempt, d.UpdatedAt = fromNs(next), fromNs(upd)
+	return &d, nil
+}
+
+func scanDeliveries(rows *sql.Rows, err error) ([]Delivery, error) {
+	if err != nil {
+		return nil, fmt.Errorf("store: deliveries: %w", err)
+	}
+	defer rows.Close()
+	var out []Delivery
+	for rows.Next() {
+		d, err := scanDelivery(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: deliveries: %w", err)
+	}
+	return out, nil
+}
+
+// dueCondition selects claimable rows of deliveries d: queued rows (due at
+// once), retrying rows whose next attempt has come, and delivering rows whose
+// lease has expired (their worker died); and of those, a status only once
+// every earlier delivery of its exchange is delivered or refused, so an
+// exchange's deliveries go out in acceptance order.
+const dueCondition = `(d.state = 'queued'
+		OR (d.state = 'retrying' AND d.next_attempt_ns <= ?)
+		OR (d.state = 'delivering' AND d.lease_until_ns <= ?))
+	AND NOT EXISTS (SELECT 1 FROM deliveries p
+		WHERE p.exchange_id = d.exchange_id AND p.seq < d.seq AND p.state NOT IN ('delivered', 'refused'))`
+
+// ClaimDeliveries implements Store. Queued rows are due as soon as they are
+// committed, whatever now says; the order is that of their log entries.
+// On PostgreSQL the candidate rows are locked FOR UPDATE SKIP LOCKED, so
+// concurrent claimers (any replica) take disjoint rows; a row another
+// claimer committed meanwhile is re-checked against the condition and
+// dropped. On SQLite the claim is one IMMEDIATE transaction.
+func (s *sqlStore) ClaimDeliveries(ctx context.Context, now, leaseUntil time.Time, limit int) ([]Delivery, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	nowNs := ns(now)
+	query := `WITH c AS (SELECT d.id FROM deliveries d WHERE ` + dueCondition + `
+		ORDER BY d.event_index LIMIT ?` + s.d.skipLocked + `)
+		UPDATE deliveries SET state = 'delivering', lease_until_ns = ?, updated_ns = ?
+		WHERE id IN (SELECT id FROM c)
+		RETURNING ` + deliveryCols
+	var out []Delivery
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		out, err = scanDeliveries(tx.QueryContext(ctx, s.d.q(query), nowNs, nowNs, limit, ns(leaseUntil), ns(s.now())))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].EventIndex < out[j].EventIndex })
+	return out, nil
+}
+
+// FinishDelivery implements Store. A delivery already delivered, refused or
+// dead is not changed again: ErrConflict (a worker whose lease expired lost
+// the row to another that finished it).
+func (s *sqlStore) FinishDelivery(ctx context.Context, id string, out DeliveryOutcome) error {
+	switch out.State {
+	case StateDelivered, StateRefused, StateRetrying, StateDead:
+	default:
+		return fmt.Errorf("store: FinishDelivery: outcome state %q", out.State)
+	}
+	now := ns(s.now())
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		var exchangeID, state string
+		var seq int64
+		err := tx.QueryRowContext(ctx, s.d.q("SELECT exchange_id, seq, state FROM deliveries WHERE id = ?"+s.d.forUpdate), id).
+			Scan(&exchangeID, &seq, &state)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: delivery %s", ErrNotFound, id)
+		}
+		if err != nil {
+			return fmt.Errorf("store: read delivery: %w", err)
+		}
+		switch state {
+		case StateDelivered, StateRefused, StateDead:
+			return fmt.Errorf("%w: delivery %s is already %s", ErrConflict, id, state)
+		}
+		var delivered any // NULL unless delivered
+		next := int64(0)
+		switch out.State {
+		case StateDelivered:
+			delivered = now
+		case StateRetrying:
+			next = ns(out.NextAttempt)
+		}
+		if _, err := tx.ExecContext(ctx, s.d.q(`UPDATE deliveries SET state = ?, attempts = ?, next_attempt_ns = ?, lease_until_ns = 0,
+			last_error = ?, partner_case_no = ?, reason = ?, updated_ns = ?, delivered_ns = ? WHERE id = ?`),
+			out.State, out.Attempts, next, out.LastError, out.PartnerCaseNo, out.Reason, now, delivered, id); err != nil {
+			return fmt.Errorf("store: update delivery: %w", err)
+		}
+		if out.State == StateDelivered && seq == 0 && out.PartnerCaseNo != "" {
+			if _, err := tx.ExecContext(ctx, s.d.q("UPDATE exchanges SET target_case_no = ? WHERE id = ?"),
+				out.PartnerCaseNo, exchangeID); err != nil {
+				return fmt.Errorf("store: update exchange: %w", err)
+			}
+		}
+		if out.Entry != nil {
+			e := *out.Entry
+			if e.Exchange == "" {
+				e.Exchange = exchangeID
+			}
+			if _, err := s.appendEntry(ctx, tx, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// GetDelivery implements Store.
+func (s *sqlStore) GetDelivery(ctx context.Context, id string) (*Delivery, error) {
+	return scanDelivery(s.r.QueryRowContext(ctx, s.d.q("SELECT "+deliveryCols+" FROM deliveries WHERE id = ?"), id))
+}
+
+// Deliveries implements Store; oldest means earliest log entry. A limit ≤ 0
+// means no limit.
+func (s *sqlStore) Deliveries(ctx context.Context, state string, limit int) ([]Delivery, error) {
+	if limit <= 0 {
+		limit = 1 << 30
+	}
+	if state == "" {
+		return scanDeliveries(s.r.QueryContext(ctx, s.d.q("SELECT "+deliveryCols+" FROM deliveries ORDER BY event_index LIMIT ?"), limit))
+	}
+	return scanDeliveries(s.r.QueryContext(ctx, s.d.q("SELECT "+deliveryCols+
+		" FROM deliveries WHERE state = ? ORDER BY event_index LIMIT ?"), state, limit))
+}
+
+// DeliveriesOf implements Store.
+func (s *sqlStore) DeliveriesOf(ctx context.Context, exchangeID string) ([]Delivery, error) {
+	return scanDeliveries(s.r.QueryContext(ctx, s.d.q("SELECT "+deliveryCols+
+		" FROM deliveries WHERE exchange_id = ? ORDER BY seq"), exchangeID))
+}
+
+// Redrive implements Store: the row becomes queued with no attempts and no
+// last error.
+func (s *sqlStore) Redrive(ctx context.Context, id string, entry LogAppend) error {
+	now := ns(s.now())
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		var exchangeID, state string
+		err := tx.QueryRowContext(ctx, s.d.q("SELECT exchange_id, state FROM deliveries WHERE id = ?"+s.d.forUpdate), id).
+			Scan(&exchangeID, &state)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: delivery %s", ErrNotFound, id)
+		}
+		if err != nil {
+			return fmt.Errorf("store: read delivery: %w", err)
+		}
+		if state != StateDead {
+			return fmt.Errorf("%w: delivery %s is %s, not dead", ErrConflict, id, state)
+		}
+		if _, err := tx.ExecContext(ctx, s.d.q(`UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt_ns = ?,
+			lease_until_ns = 0, last_error = '', updated_ns = ? WHERE id = ?`), now, now, id); err != nil {
+			return fmt.Errorf("store: update delivery: %w", err)
+		}
+		if entry.Exchange == "" {
+			entry.Exchange = exchangeID
+		}
+		_, err = s.appendEntry(ctx, tx, entry)
+		return err
+	})
+}

@@ -1,0 +1,99 @@
+package store_test
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver, for creating test schemas
+
+	"github.com/tongban/tongban/gateway/store"
+	"github.com/tongban/tongban/gateway/store/storetest"
+)
+
+// The PostgreSQL suite runs against TONGBAN_TEST_POSTGRES, each test in a
+// fresh schema that is dropped afterwards. When the server is unreachable
+// the suite is skipped, unless TONGBAN_REQUIRE_POSTGRES=1.
+const defaultPostgresDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+
+func postgresDSN() string {
+	if dsn := os.Getenv("TONGBAN_TEST_POSTGRES"); dsn != "" {
+		return dsn
+	}
+	return defaultPostgresDSN
+}
+
+// postgresAdmin connects for creating and dropping schemas, or skips.
+func postgresAdmin(t testing.TB) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("pgx", postgresDSN())
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = db.PingContext(ctx)
+		cancel()
+	}
+	if err != nil {
+		if os.Getenv("TONGBAN_REQUIRE_POSTGRES") == "1" {
+			t.Fatalf("PostgreSQL required (TONGBAN_REQUIRE_POSTGRES=1) but unreachable: %v", err)
+		}
+		t.Skipf("PostgreSQL suite NOT run: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// freshSchema creates a uniquely named schema and returns a DSN whose
+// search_path is it; the schema is dropped when the test ends.
+func freshSchema(t testing.TB, admin *sql.DB) string {
+	t.Helper()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	schema := "tongban_test_" + hex.EncodeToString(b[:])
+	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		if _, err := admin.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	return withParam(t, postgresDSN(), "search_path", schema)
+}
+
+func withParam(t testing.TB, dsn, key, value string) string {
+	t.Helper()
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			t.Fatalf("TONGBAN_TEST_POSTGRES: %v", err)
+		}
+		q := u.Query()
+		q.Set(key, value)
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	return dsn + " " + key + "=" + value
+}
+
+func postgresOpener(t *testing.T) storetest.Opener {
+	dsn := freshSchema(t, postgresAdmin(t))
+	return func(t *testing.T) store.Store {
+		t.Helper()
+		s, err := store.OpenPostgres(context.Background(), dsn)
+		if err != nil {
+			t.Fatalf("OpenPostgres: %v", err)
+		}
+		return s
+	}
+}
+
+func TestPostgresConformance(t *testing.T) {
+	postgresAdmin(t) // skip the whole suite at once when unreachable
+	storetest.Run(t, postgresOpener)
+}
