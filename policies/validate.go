@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -323,8 +324,9 @@ type schemaProblem struct {
 }
 
 var (
-	schemaValue ast.Value
-	schemaQuery = ast.MustParseBody("x := json.match_schema(input.doc, input.schema)")
+	propertyNameError = regexp.MustCompile(`^Property name of "(.*)" does not match`)
+	schemaValue       ast.Value
+	schemaQuery       = ast.MustParseBody("x := json.match_schema(input.doc, input.schema)")
 )
 
 func init() {
@@ -367,6 +369,7 @@ func matchSchema(ctx context.Context, doc any) ([]schemaProblem, error) {
 	}
 	errs, _ := res[1].([]any)
 	var out []schemaProblem
+	badName := map[string]string{}
 	for _, e := range errs {
 		obj, _ := e.(map[string]any)
 		field, _ := obj["field"].(string)
@@ -374,6 +377,15 @@ func matchSchema(ctx context.Context, doc any) ([]schemaProblem, error) {
 		var keys []string
 		if field != "" && field != "(root)" {
 			keys = strings.Split(field, ".")
+		}
+		// A property name that breaks propertyNames comes as two errors on
+		// the parent field, the first naming the property: locate both at it.
+		if m := propertyNameError.FindStringSubmatch(desc); m != nil {
+			badName[field] = m[1]
+		}
+		if name, ok := badName[field]; ok {
+			keys = append(keys, name)
+			field += "." + name
 		}
 		msg := desc
 		if len(keys) >= 2 && keys[0] == "items" {
@@ -411,7 +423,7 @@ func lineOfPath(src []byte, keys []string) int {
 				key, _ := k.(string)
 				m := match && depth < len(keys) && key == keys[depth]
 				if m {
-					best = lineAt(src, dec.InputOffset())
+					best = lineAt(src, skipSpace(src, dec.InputOffset()))
 				}
 				if err := walk(depth+1, m); err != nil {
 					return err
