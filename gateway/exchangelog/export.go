@@ -381,4 +381,3 @@ func writeManifest(tw *tar.Writer, m any) error {
 	}
 	return writeTarFile(tw, manifestFile, buf.Bytes())
 }
-
