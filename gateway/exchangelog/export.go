@@ -51,6 +51,11 @@ func (l *Log) Export(ctx context.Context, w io.Writer, from, to time.Time, ec Ex
 	} else if cp != nil {
 		end = cp.Size
 	}
+	if end > l.tree.size() { // signed by another replica since our last Sync
+		if _, err := l.tree.integrate(ctx); err != nil {
+			return err
+		}
+	}
 	if end < first || end > l.tree.size() {
 		return fmt.Errorf("%w: checkpoint sizes %d..%d, tree size %d", ErrInconsistent, first, end, l.tree.size())
 	}
