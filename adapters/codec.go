@@ -74,3 +74,20 @@ func (c Case) ForDelivery(fromDivision string, mode HandlingMode, targetImplCode
 	d.Materials = slices.Clone(c.Materials)
 	return d
 }
+
+// StripBase64Space removes the whitespace (space, tab, line feed, carriage
+// return) both districts allow inside base64 content.
+func StripBase64Space(s string) string {
+	if !strings.ContainsAny(s, " \t\n\r") {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case ' ', '\t', '\n', '\r':
+		default:
+			b = append(b, s[i])
+		}
+	}
+	return string(b)
+}

@@ -234,12 +234,7 @@ func (r reader) material(v any, i int) adapters.Material {
 
 // decodeContent reads base64 (RFC 4648 §4, padded), ignoring whitespace.
 func decodeContent(s string, ref adapters.FieldRef, p *adapters.Problems) []byte {
-	s = strings.Map(func(r rune) rune {
-		if r == ' ' || r == '\t' || r == '\n' || r == '\r' {
-			return -1
-		}
-		return r
-	}, s)
+	s = adapters.StripBase64Space(s)
 	if s == "" {
 		return nil
 	}

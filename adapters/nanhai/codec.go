@@ -304,12 +304,7 @@ func promiseDays(s string, p *adapters.Problems) int {
 
 // decodeContent reads base64 (RFC 4648 §4, padded), ignoring whitespace.
 func decodeContent(s string, ref adapters.FieldRef, p *adapters.Problems) []byte {
-	s = strings.Map(func(r rune) rune {
-		if r == ' ' || r == '\t' || r == '\n' || r == '\r' {
-			return -1
-		}
-		return r
-	}, s)
+	s = adapters.StripBase64Space(s)
 	if s == "" {
 		return nil
 	}

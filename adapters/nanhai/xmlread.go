@@ -38,14 +38,36 @@ func gbkFamily(name string) bool {
 // 4-byte GB18030 sequence among them). 0x80 is the euro sign, as in Code
 // Page 936 and the WHATWG GBK decoder.
 func decodeGBK(body []byte) ([]byte, error) {
-	out, err := simplifiedchinese.GBK.NewDecoder().Bytes(body)
-	if err != nil {
-		return nil, malformed("not GBK: %v", err)
-	}
-	// GBK maps no byte sequence to U+FFFD; the decoder writes it for bytes
-	// it cannot read.
-	if bytes.ContainsRune(out, utf8.RuneError) {
-		return nil, malformed("bytes that are not valid GBK")
+	out := make([]byte, 0, len(body)+len(body)/2)
+	dec := simplifiedchinese.GBK.NewDecoder()
+	var pair [utf8.UTFMax]byte
+	for i := 0; i < len(body); {
+		// Copy ASCII runs (most of a document: markup and base64) as is.
+		j := i
+		for j < len(body) && body[j] < utf8.RuneSelf {
+			j++
+		}
+		out = append(out, body[i:j]...)
+		if i = j; i == len(body) {
+			break
+		}
+		n := 2
+		if body[i] == 0x80 {
+			n = 1
+		}
+		if i+n > len(body) {
+			return nil, malformed("truncated GBK sequence at byte %d", i)
+		}
+		nDst, _, err := dec.Transform(pair[:], body[i:i+n], true)
+		dec.Reset()
+		r, _ := utf8.DecodeRune(pair[:nDst])
+		// GBK maps no byte sequence to U+FFFD; the decoder writes it for
+		// bytes it cannot read (a 4-byte GB18030 sequence among them).
+		if err != nil || r == utf8.RuneError {
+			return nil, malformed("bytes that are not valid GBK at byte %d", i)
+		}
+		out = append(out, pair[:nDst]...)
+		i += n
 	}
 	return out, nil
 }
