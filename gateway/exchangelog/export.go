@@ -52,7 +52,10 @@ func (l *Log) Export(ctx context.Context, w io.Writer, from, to time.Time, ec Ex
 		end = cp.Size
 	}
 	if end > l.tree.size() { // signed by another replica since our last Sync
-		if _, err := l.tree.integrate(ctx); err != nil {
+		l.syncMu.Lock()
+		_, err := l.tree.integrate(ctx)
+		l.syncMu.Unlock()
+		if err != nil {
 			return err
 		}
 	}
