@@ -88,4 +88,3 @@ func FuzzNanhaiAck(f *testing.F) {
 		}
 	})
 }
-
