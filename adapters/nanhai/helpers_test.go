@@ -190,3 +190,9 @@ func sm3hex(b []byte) string {
 	s := sm3.Sum(b)
 	return hex.EncodeToString(s[:])
 }
+
+// hasNonGBK reports whether s needs a character reference in GBK.
+func hasNonGBK(s string) bool {
+	_, err := simplifiedchinese.GBK.NewEncoder().String(s)
+	return err != nil
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -166,7 +167,7 @@ type leaves map[string]string
 func (n *node) leaves(want ...string) (leaves, error) {
 	l := make(leaves, len(want))
 	for _, c := range n.children {
-		if !contains(want, c.name) {
+		if !slices.Contains(want, c.name) {
 			continue
 		}
 		if _, dup := l[c.name]; dup {
@@ -192,13 +193,4 @@ func (n *node) child(name string) (*node, error) {
 		}
 	}
 	return found, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

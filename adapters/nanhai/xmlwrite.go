@@ -3,7 +3,6 @@ package nanhai
 import (
 	"bytes"
 	"fmt"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/tongban/tongban/adapters"
@@ -116,10 +115,4 @@ func (w *writer) bytes(root string) ([]byte, error) {
 		return nil, w.err
 	}
 	return w.buf.Bytes(), nil
-}
-
-// hasNonGBK is for tests: whether s needs a character reference in GBK.
-func hasNonGBK(s string) bool {
-	_, err := simplifiedchinese.GBK.NewEncoder().String(s)
-	return err != nil || strings.ContainsRune(s, utf8.RuneError)
 }
