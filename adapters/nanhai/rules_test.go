@@ -53,7 +53,10 @@ func TestRules(t *testing.T) {
 				d.set(path, strings.Repeat(r[0].(string), int(r[1].(float64))))
 			}
 			body := d.render(t)
-			var v any
+			var (
+				v   any
+				err error
+			)
 			switch row.Doc {
 			case "case":
 				v, err = Codec.DecodeCase(body)
