@@ -96,12 +96,16 @@ func NewServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*Server, 
 		return nil, fmt.Errorf("exchange log: %w", err)
 	}
 
-	s.Worker = delivery.New(delivery.Options{
+	s.Worker, err = delivery.New(delivery.Options{
 		Store: s.Store, Signer: s.Gateway, Trust: s.Trust, Partners: s.deliveryPartners(),
 		MaxAttempts: cfg.Delivery.MaxAttempts, InitialBackoff: cfg.Delivery.InitialBackoff,
 		MaxBackoff: cfg.Delivery.MaxBackoff, Concurrency: cfg.Delivery.Concurrency,
 		AttemptTimeout: cfg.Delivery.Timeout, Logger: logger,
 	})
+	if err != nil {
+		s.Store.Close()
+		return nil, fmt.Errorf("delivery: %w", err)
+	}
 
 	requests := kitprom.NewCounterFrom(stdprom.CounterOpts{Namespace: "tongban", Name: "requests_total", Help: "Partner requests by method and outcome code."}, []string{"method", "code"})
 	latency := kitprom.NewHistogramFrom(stdprom.HistogramOpts{Namespace: "tongban", Name: "request_seconds", Help: "Partner request latency.", Buckets: stdprom.DefBuckets}, []string{"method"})
@@ -110,7 +114,7 @@ func NewServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*Server, 
 	svc = MetricsMiddleware(requests, latency)(svc)
 	s.Service = svc
 
-	verifier := &httpsig.Verifier{Trust: s.Trust, Nonces: s.Store, PublicURL: cfg.PublicURL, MaxBody: cfg.MaxBodyBytes}
+	verifier := &httpsig.Verifier{Trust: s.Trust, Nonces: storeNonces{s.Store}, PublicURL: cfg.PublicURL, MaxBody: cfg.MaxBodyBytes}
 	routes := map[string]http.Handler{}
 	s.adminRoutes(routes)
 	s.auditRoutes(routes)
@@ -224,12 +228,20 @@ func (s *Server) loadPolicy(ctx context.Context) error {
 	return nil
 }
 
-func (s *Server) deliveryPartners() map[string]delivery.Partner {
-	out := map[string]delivery.Partner{}
+func (s *Server) deliveryPartners() []delivery.Partner {
+	var out []delivery.Partner
 	for div, p := range s.Partners {
-		out[div] = delivery.Partner{ID: p.ID, Division: div, Endpoint: p.Endpoint, Codec: p.Codec}
+		out = append(out, delivery.Partner{Division: div, Endpoint: p.Endpoint, Codec: p.Codec})
 	}
 	return out
+}
+
+// storeNonces keeps the signature nonces in the store, so a request replayed
+// to another replica is refused too.
+type storeNonces struct{ s store.Store }
+
+func (n storeNonces) Remember(ctx context.Context, keyID, nonce string, until time.Time) (bool, error) {
+	return n.s.RememberNonce(ctx, keyID, nonce, until)
 }
 
 // Ready reports whether the gateway may serve: store reachable, signing key

@@ -62,7 +62,7 @@ func NewHTTPHandler(eps Endpoints, o HTTPOptions) http.Handler {
 		enc(r.Context(), newError(CodeNotFound, "no such route"), w)
 	})
 
-	v := *o.Verifier
+	v := o.Verifier
 	v.OnError = func(w http.ResponseWriter, r *http.Request, err error) {
 		ctx := context.WithValue(r.Context(), requestKey, r)
 		enc(ctx, err, w)
