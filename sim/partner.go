@@ -169,11 +169,6 @@ func (p *Partner) Division() string { return p.o.Division }
 func (p *Partner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	down := p.down
-	fail := 0
-	if !down && p.failN > 0 {
-		p.failN--
-		fail = p.failCode
-	}
 	p.mu.Unlock()
 	if down {
 		// Drop the connection without an answer, as a crashed system does.
@@ -184,10 +179,6 @@ func (p *Partner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		w.WriteHeader(http.StatusServiceUnavailable)
-		return
-	}
-	if fail != 0 {
-		httpsig.WriteProblem(w, r, fail, "internal", http.StatusText(fail), "simulated failure", nil)
 		return
 	}
 	p.handler.ServeHTTP(w, r)
@@ -207,6 +198,13 @@ func (p *Partner) serveDelivery(kind string) http.HandlerFunc {
 
 		p.mu.Lock()
 		p.requests[key]++
+		if p.failN > 0 {
+			p.failN--
+			status := p.failCode
+			p.mu.Unlock()
+			httpsig.WriteProblem(w, r, status, "internal", http.StatusText(status), "simulated failure", nil)
+			return
+		}
 		rec, seen := p.byKey[key]
 		if seen && rec.digest != digest {
 			p.mu.Unlock()
@@ -353,8 +351,9 @@ func (p *Partner) Duplicates() []string {
 	return dups
 }
 
-// FailNext makes the next n deliveries fail with HTTP status before they
-// are looked at (no signature check, nothing recorded).
+// FailNext makes the next n deliveries fail with HTTP status: after their
+// signature verified (so their nonces are spent and counted by Requests),
+// before the record is looked at (nothing is taken in).
 func (p *Partner) FailNext(n, status int) {
 	p.mu.Lock()
 	p.failN, p.failCode = n, status
