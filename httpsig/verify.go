@@ -390,8 +390,10 @@ func readBody(r *http.Request, max int64) ([]byte, []byte, error) {
 	if r.ContentLength > 0 && r.ContentLength <= max {
 		size = int(r.ContentLength)
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, size))
-	n, err := io.Copy(io.MultiWriter(buf, h), io.LimitReader(r.Body, max+1))
+	// Room for the whole announced body plus bytes.MinRead, so that
+	// ReadFrom can see EOF without growing the buffer.
+	buf := bytes.NewBuffer(make([]byte, 0, size+bytes.MinRead))
+	n, err := buf.ReadFrom(io.TeeReader(io.LimitReader(r.Body, max+1), h))
 	var tooBig *http.MaxBytesError
 	switch {
 	case n > max || errors.As(err, &tooBig):
