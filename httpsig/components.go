@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -246,4 +247,17 @@ func SentRequestComponents(req *http.Request) (RequestComponents, error) {
 	}
 	cd, _ := fieldValue(req.Header, HeaderContentDigest)
 	return RequestComponents{Method: req.Method, TargetURI: target, ContentDigest: cd}, nil
+}
+
+// ParseContentType returns the media type and charset parameter of a
+// Content-Type value, both in lower case, for the case-insensitive
+// comparison signing.md asks for ("application/XML; Charset=gbk" is
+// application/xml, gbk). The signature base itself keeps the value as
+// received.
+func ParseContentType(v string) (mediaType, charset string, err error) {
+	mt, params, err := mime.ParseMediaType(v)
+	if err != nil {
+		return "", "", fmt.Errorf("httpsig: Content-Type %q: %w", v, err)
+	}
+	return mt, strings.ToLower(params["charset"]), nil
 }

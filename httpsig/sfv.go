@@ -261,7 +261,7 @@ func (p *sfParser) parseNumber() (sfBare, error) {
 			break
 		}
 		p.pos++
-		if (dot < 0 && digits > 15) || digits > 15 {
+		if digits > 15 {
 			return sfBare{}, errSF
 		}
 	}

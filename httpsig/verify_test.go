@@ -477,3 +477,20 @@ func TestErrorsCompareByCode(t *testing.T) {
 		t.Errorf("internal error leaked or mis-shaped: %s", rec.Body.String())
 	}
 }
+
+func TestParseContentType(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string][2]string{
+		"application/xml; charset=GBK":     {"application/xml", "gbk"},
+		"Application/XML; Charset=\"gbk\"": {"application/xml", "gbk"},
+		"application/json":                 {"application/json", ""},
+	} {
+		mt, cs, err := ParseContentType(in)
+		if err != nil || mt != want[0] || cs != want[1] {
+			t.Errorf("ParseContentType(%q) = %q, %q, %v", in, mt, cs, err)
+		}
+	}
+	if _, _, err := ParseContentType("no slash;;"); err == nil {
+		t.Error("bad Content-Type accepted")
+	}
+}
