@@ -1,12 +1,13 @@
-// Package httpsig implements tongban's closed profile of RFC 9421 (HTTP
-// Message Signatures) and RFC 9530 (Digest Fields) with SM2 and SM3, as
+// Package httpsig implements tongban's closed profile of [RFC 9421] (HTTP
+// Message Signatures) and [RFC 9530] (Digest Fields) with SM2 and SM3, as
 // contracts/signing.md defines it: the request signer used by partners and
 // by tongban's deliveries, the verifying middleware in front of every
 // signed route, signed acknowledgements and receipts bound to the request
 // they answer, and the helpers auditors use to re-check a recorded
 // signature.
 //
-// The label is always "tb", the algorithm "sm2-sm3", the parameters
+// Fields are read as [RFC 8941] dictionaries. The label is always "tb", the
+// algorithm "sm2-sm3", the parameters
 // exactly created, nonce, keyid, alg in that order, and the covered
 // components fixed by the method:
 //
