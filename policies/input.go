@@ -58,6 +58,9 @@ func timeString(t time.Time) string { return t.In(chinaTime).Format(time.RFC3339
 
 // MarshalJSON writes the input document of contracts/catalog.md.
 func (in Input) MarshalJSON() ([]byte, error) {
+	if y := in.Time.In(chinaTime).Year(); y < 0 || y > 9999 {
+		return nil, fmt.Errorf("%w: time %v is outside RFC 3339 years in +08:00", ErrInvalidInput, in.Time)
+	}
 	materials := in.Materials
 	if materials == nil {
 		materials = []string{}
