@@ -23,6 +23,3 @@ func policyHistory(ctx context.Context, args []string, stdout, stderr io.Writer)
 func policyRollback(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return fail(stderr, "not yet")
 }
-func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return fail(stderr, "not yet")
-}
