@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestSwitchUnderLoad activates two engines alternately while decisions run
@@ -61,14 +62,16 @@ func TestSwitchUnderLoad(t *testing.T) {
 		})
 	}
 	next, prev := b, a
-	for i := 0; i < 200 || allowed.Load() == 0 || denied.Load() == 0; i++ {
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 0; i < 200 || allowed.Load() < 20 || denied.Load() < 20; i++ {
+		if time.Now().After(deadline) {
+			break
+		}
 		if got := s.Activate(next); got != prev {
 			t.Fatalf("Activate returned %p, want the previous engine %p", got, prev)
 		}
 		next, prev = prev, next
-		if i > 100000 {
-			break
-		}
+		time.Sleep(100 * time.Microsecond)
 	}
 	stop.Store(true)
 	wg.Wait()

@@ -17,7 +17,8 @@ item := catalog.items[input.item.basic_code]
 decision := denial([reason_item_unknown], []) if {
 	not item
 } else := denial([reason_not_cross_district], []) if {
-	item.cross_district != true
+	# Only an explicit true lets an item cross; a missing flag does not.
+	not item.cross_district == true
 } else := full_decision
 
 # A denial carries no mode, target implementation code or promised days.

@@ -148,6 +148,14 @@ test_item_not_cross_district_is_only_reason if {
 	not d.mode
 }
 
+test_item_without_cross_district_flag_does_not_cross if {
+	req := limited_case("900000000002", "2026-03-01T00:00:00+08:00", "ONLINE")
+	decide_limited(req).allow == true
+	unflagged := json.remove(limited_catalog, ["items/900000000002/cross_district"])
+	d := crossdistrict.decision with input as req with data.tongban.catalog as unflagged
+	codes(d) == ["item_not_cross_district"]
+}
+
 # --- rules 3 to 7 ---------------------------------------------------------------
 
 test_direction_not_enabled if {
