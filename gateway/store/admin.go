@@ -14,18 +14,22 @@ import (
 // false) when it is still live. The primary key makes this atomic across
 // replicas.
 func (s *sqlStore) RememberNonce(ctx context.Context, keyID, nonce string, until time.Time) (bool, error) {
-	rows, err := s.w.QueryContext(ctx, s.d.q(`INSERT INTO nonces (keyid, nonce, until_ns) VALUES (?, ?, ?)
-		ON CONFLICT (keyid, nonce) DO UPDATE SET until_ns = excluded.until_ns WHERE nonces.until_ns <= ?
-		RETURNING 1`), keyID, nonce, ns(until), ns(s.now()))
-	if err != nil {
-		return false, fmt.Errorf("store: nonce: %w", err)
-	}
-	defer rows.Close()
-	fresh := rows.Next()
-	if err := rows.Err(); err != nil {
-		return false, fmt.Errorf("store: nonce: %w", err)
-	}
-	return fresh, rows.Close()
+	var fresh bool
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, s.d.q(`INSERT INTO nonces (keyid, nonce, until_ns) VALUES (?, ?, ?)
+			ON CONFLICT (keyid, nonce) DO UPDATE SET until_ns = excluded.until_ns WHERE nonces.until_ns <= ?
+			RETURNING 1`), keyID, nonce, ns(until), ns(s.now()))
+		if err != nil {
+			return fmt.Errorf("store: nonce: %w", err)
+		}
+		defer rows.Close()
+		fresh = rows.Next()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("store: nonce: %w", err)
+		}
+		return rows.Close()
+	})
+	return fresh, err
 }
 
 // purgeNonces deletes expired nonces.
@@ -106,7 +110,7 @@ func (s *sqlStore) Activate(ctx context.Context, a *Activation, entry LogAppend)
 	if n.At.IsZero() {
 		n.At = s.now()
 	}
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		pos, err := s.appendEntry(ctx, tx, entry)
 		if err != nil {
 			return err

@@ -77,7 +77,7 @@ func (s *sqlStore) ClaimDeliveries(ctx context.Context, now, leaseUntil time.Tim
 		WHERE id IN (SELECT id FROM c)
 		RETURNING ` + deliveryCols
 	var out []Delivery
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
 		out, err = scanDeliveries(tx.QueryContext(ctx, s.d.q(query), nowNs, nowNs, limit, ns(leaseUntil), ns(s.now())))
 		return err
@@ -99,7 +99,7 @@ func (s *sqlStore) FinishDelivery(ctx context.Context, id string, out DeliveryOu
 		return fmt.Errorf("store: FinishDelivery: outcome state %q", out.State)
 	}
 	now := ns(s.now())
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var exchangeID, state string
 		var seq int64
 		err := tx.QueryRowContext(ctx, s.d.q("SELECT exchange_id, seq, state FROM deliveries WHERE id = ?"+s.d.forUpdate), id).
@@ -174,7 +174,7 @@ func (s *sqlStore) DeliveriesOf(ctx context.Context, exchangeID string) ([]Deliv
 // last error.
 func (s *sqlStore) Redrive(ctx context.Context, id string, entry LogAppend) error {
 	now := ns(s.now())
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var exchangeID, state string
 		err := tx.QueryRowContext(ctx, s.d.q("SELECT exchange_id, state FROM deliveries WHERE id = ?"+s.d.forUpdate), id).
 			Scan(&exchangeID, &state)

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"net/url"
 	"os"
 	"strings"
@@ -96,4 +97,52 @@ func postgresOpener(t *testing.T) storetest.Opener {
 func TestPostgresConformance(t *testing.T) {
 	postgresAdmin(t) // skip the whole suite at once when unreachable
 	storetest.Run(t, postgresOpener)
+}
+
+// TestPostgresReplicasMigrateTogether opens several stores on one fresh
+// schema at once: the advisory lock lets one migrate, the others find the
+// schema ready.
+func TestPostgresReplicasMigrateTogether(t *testing.T) {
+	admin := postgresAdmin(t)
+	dsn := freshSchema(t, admin)
+	const replicas = 4
+	errs := make(chan error, replicas)
+	stores := make(chan store.Store, replicas)
+	for i := 0; i < replicas; i++ {
+		go func() {
+			s, err := store.OpenPostgres(context.Background(), dsn)
+			errs <- err
+			stores <- s
+		}()
+	}
+	for i := 0; i < replicas; i++ {
+		if err := <-errs; err != nil {
+			t.Errorf("replica open: %v", err)
+		}
+		if s := <-stores; s != nil {
+			defer s.Close()
+		}
+	}
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow("SELECT count(*) FROM schema_migrations").Scan(&n); err != nil || n != 1 {
+		t.Errorf("schema_migrations has %d rows (%v), want 1", n, err)
+	}
+}
+
+// TestPostgresRefusesAsyncCommit: a session with synchronous_commit=off
+// would answer 202 before the case is on disk.
+func TestPostgresRefusesAsyncCommit(t *testing.T) {
+	dsn := withParam(t, freshSchema(t, postgresAdmin(t)), "synchronous_commit", "off")
+	s, err := store.OpenPostgres(context.Background(), dsn)
+	if err == nil {
+		s.Close()
+	}
+	if !errors.Is(err, store.ErrNotDurable) {
+		t.Fatalf("OpenPostgres with synchronous_commit=off: %v, want ErrNotDurable", err)
+	}
 }

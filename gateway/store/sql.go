@@ -19,6 +19,10 @@ type sqlStore struct {
 	r            *sql.DB // reads; the same pool on PostgreSQL
 	now          func() time.Time
 	cleanupEvery time.Duration
+	jobs         chan *txJob   // group commit queue; nil when off
+	committed    chan struct{} // closed when the committer has stopped
+	maxBatch     int
+	groupStats
 	closeState
 }
 
@@ -33,12 +37,24 @@ type queryer interface {
 
 // inTx runs fn in a write transaction and commits it; on SQLite the
 // transaction begins IMMEDIATE and the commit is fsynced (synchronous=FULL).
-func (s *sqlStore) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+//
+// With group commit (SQLite) the transaction is shared with other callers'
+// jobs: fn must run its statements with the ctx it is given (not the
+// caller's, whose cancellation would interrupt the shared transaction).
+func (s *sqlStore) inTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	if s.jobs != nil {
+		return s.submit(ctx, fn)
+	}
+	return s.runTx(ctx, fn)
+}
+
+// runTx runs fn in a transaction of its own.
+func (s *sqlStore) runTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
 	}
-	if err := fn(tx); err != nil {
+	if err := fn(ctx, tx); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
@@ -193,7 +209,7 @@ func (s *sqlStore) CreateExchange(ctx context.Context, ex *Exchange, entry LogAp
 		entry.Exchange = n.ID
 	}
 	var existing *Exchange
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		old, err := s.exchangeBySource(ctx, tx, n.From, n.SourceCaseNo)
 		if err == nil {
 			existing = old
@@ -325,7 +341,7 @@ func (s *sqlStore) AddStatus(ctx context.Context, st *StatusUpdate, terminal fun
 		entry.Exchange = n.ExchangeID
 	}
 	var existing *StatusUpdate
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var count int64
 		var last string
 		err := tx.QueryRowContext(ctx, s.d.q("SELECT status_count, last_state FROM exchanges WHERE id = ?"+s.d.forUpdate),
@@ -416,7 +432,7 @@ func (s *sqlStore) Statuses(ctx context.Context, exchangeID string) ([]StatusUpd
 // AppendEntry implements Store.
 func (s *sqlStore) AppendEntry(ctx context.Context, entry LogAppend) (LogPosition, error) {
 	var pos LogPosition
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
 		pos, err = s.appendEntry(ctx, tx, entry)
 		return err

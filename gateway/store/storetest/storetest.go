@@ -53,6 +53,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Opener) {
 		{"TerminalStatus", testTerminalStatus},
 		{"ConcurrentStatuses", testConcurrentStatuses},
 		{"GaplessLog", testGaplessLog},
+		{"ConcurrentFailuresIsolated", testConcurrentFailures},
 		{"LogRanges", testLogRanges},
 		{"DeliveryOrdering", testDeliveryOrdering},
 		{"DeliveryLease", testDeliveryLease},
@@ -727,6 +728,85 @@ func testGaplessLog(t *testing.T, open Opener) {
 	}
 }
 
+// testConcurrentFailures mixes writes that fail (duplicates, receipts that
+// cannot be built, transitions after a terminal state) with writes that
+// succeed, concurrently: the failures write nothing, the others are all
+// there, and the log has no gap (a backend that commits several callers
+// together must not let one failure take the others down).
+func testConcurrentFailures(t *testing.T, open Opener) {
+	s := handle(t, open)
+	done := create(t, s, nanhai, "NH-FAIL-DONE")
+	if _, err := addStatus(t, s, newStatus(done, liwan, "COMPLETED", "fin"), isTerminal); err != nil {
+		t.Fatal(err)
+	}
+	base := logSize(t, s)
+	boom := errors.New("no receipt")
+	const workers, each = 8, 12
+	var mu sync.Mutex
+	okIdx := map[uint64]string{}
+	var okIDs []string
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				switch i % 4 {
+				case 0: // succeeds
+					ex := newExchange(liwan, fmt.Sprintf("LW-FAIL-%d-%d", w, i))
+					e := entry("exchange", ex.ID, map[string]any{"w": w, "i": i})
+					got, err := s.CreateExchange(ctx, ex, e, receiptFor(ex.ID))
+					if err != nil {
+						t.Errorf("CreateExchange: %v", err)
+						continue
+					}
+					mu.Lock()
+					okIdx[got.LogIndex] = string(e.Bytes)
+					okIDs = append(okIDs, got.ID)
+					mu.Unlock()
+				case 1: // duplicate
+					ex := newExchange(nanhai, "NH-FAIL-DONE")
+					if _, err := s.CreateExchange(ctx, ex, entry("exchange", ex.ID, nil), receiptFor(ex.ID)); !errors.Is(err, store.ErrDuplicate) {
+						t.Errorf("duplicate: %v", err)
+					}
+				case 2: // receipt fails
+					ex := newExchange(liwan, fmt.Sprintf("LW-BOOM-%d-%d", w, i))
+					if _, err := s.CreateExchange(ctx, ex, entry("exchange", ex.ID, nil), func(store.LogPosition) ([]byte, error) { return nil, boom }); !errors.Is(err, boom) {
+						t.Errorf("receipt failure: %v", err)
+					}
+				case 3: // after terminal
+					st := newStatus(done, liwan, "IN_REVIEW", fmt.Sprintf("late-%d-%d", w, i))
+					if _, err := addStatus(t, s, st, isTerminal); !errors.Is(err, store.ErrInvalidTransition) {
+						t.Errorf("after terminal: %v", err)
+					}
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	want := base + uint64(len(okIdx))
+	if n := logSize(t, s); n != want || len(okIDs) != workers*each/4 {
+		t.Fatalf("LogSize = %d, want %d (%d succeeded)", n, want, len(okIDs))
+	}
+	es, err := s.Entries(ctx, base, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range es {
+		if okIdx[e.Index] != string(e.Bytes) {
+			t.Errorf("entry %d = %s, want %s", e.Index, e.Bytes, okIdx[e.Index])
+		}
+	}
+	for _, id := range okIDs {
+		if _, err := s.GetExchange(ctx, id); err != nil {
+			t.Errorf("accepted exchange %s: %v", id, err)
+		}
+	}
+	if ds, _ := s.Deliveries(ctx, "", 0); len(ds) != 2+len(okIDs) {
+		t.Errorf("%d deliveries, want %d", len(ds), 2+len(okIDs))
+	}
+}
+
 func testLogRanges(t *testing.T, open Opener) {
 	s := handle(t, open)
 	if n := logSize(t, s); n != 0 {
@@ -1000,7 +1080,6 @@ func testDeliveryListings(t *testing.T, open Opener) {
 func testConcurrentClaimers(t *testing.T, open Opener) {
 	handles := []store.Store{handle(t, open), handle(t, open), handle(t, open)}
 	const cases, statuses = 12, 2
-	var exs []*store.Exchange
 	for i := 0; i < cases; i++ {
 		ex := create(t, handles[0], nanhai, uniq("NH-CC-"))
 		for j := 1; j <= statuses; j++ {
@@ -1008,7 +1087,6 @@ func testConcurrentClaimers(t *testing.T, open Opener) {
 				t.Fatal(err)
 			}
 		}
-		exs = append(exs, ex)
 	}
 	var mu sync.Mutex
 	claimed := map[string]int{}

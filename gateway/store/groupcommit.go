@@ -1,0 +1,152 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync/atomic"
+)
+
+// groupStats counts multi-job commits, for tests and tuning.
+type groupStats struct {
+	batches     atomic.Int64 // commits of more than one job
+	batchedJobs atomic.Int64 // jobs in those commits
+}
+
+// Group commit (SQLite). Every write transaction is a job; one committer
+// goroutine runs the jobs that are waiting in one transaction and one fsync,
+// and answers each caller only after that commit. Each job runs inside its
+// own SAVEPOINT, so a job that fails (a duplicate, a refused transition, a
+// receipt that could not be signed) is rolled back alone — its log index
+// included, so the log stays gapless — and the others commit. Nothing is
+// acknowledged before it is durable; a commit failure fails every job of
+// the batch, none of which was acknowledged.
+//
+// It is used on SQLite only, which has one writer anyway. On PostgreSQL a
+// batch would hold log_head's lock while waiting for row locks other
+// replicas hold, breaking the lock order that keeps replicas deadlock-free.
+
+// ErrClosed: the store was closed.
+var ErrClosed = errors.New("store: closed")
+
+type txJob struct {
+	ctx  context.Context
+	fn   func(ctx context.Context, tx *sql.Tx) error
+	done chan error
+}
+
+// submit queues fn for the committer and waits for its outcome. Once
+// queued, a job runs to completion even if ctx is cancelled meanwhile
+// (interrupting one statement would roll back the whole batch), like a
+// request whose response was lost.
+func (s *sqlStore) submit(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	j := &txJob{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	select {
+	case s.jobs <- j:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.stop:
+		return ErrClosed
+	}
+	select {
+	case err := <-j.done:
+		return err
+	case <-s.committed:
+		// The committer stopped; it may have answered just before.
+		select {
+		case err := <-j.done:
+			return err
+		default:
+			return ErrClosed
+		}
+	}
+}
+
+// committer runs batches until the store closes; jobs still queued then are
+// answered ErrClosed.
+func (s *sqlStore) committer() {
+	defer s.wg.Done()
+	defer close(s.committed)
+	batch := make([]*txJob, 0, s.maxBatch)
+	for {
+		select {
+		case <-s.stop:
+			for {
+				select {
+				case j := <-s.jobs:
+					j.done <- ErrClosed
+				default:
+					return
+				}
+			}
+		case j := <-s.jobs:
+			batch = append(batch[:0], j)
+		more:
+			for len(batch) < s.maxBatch {
+				select {
+				case j := <-s.jobs:
+					batch = append(batch, j)
+				default:
+					break more
+				}
+			}
+			s.runBatch(batch)
+		}
+	}
+}
+
+func (s *sqlStore) runBatch(batch []*txJob) {
+	if len(batch) == 1 {
+		j := batch[0]
+		j.done <- s.runTx(context.WithoutCancel(j.ctx), j.fn)
+		return
+	}
+	ctx := context.Background()
+	results := make([]error, len(batch))
+	fail := func(err error) {
+		for _, j := range batch {
+			j.done <- err
+		}
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		fail(fmt.Errorf("store: begin: %w", err))
+		return
+	}
+	for i, j := range batch {
+		if err := j.ctx.Err(); err != nil {
+			results[i] = err
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, "SAVEPOINT job"); err != nil {
+			_ = tx.Rollback()
+			fail(fmt.Errorf("store: savepoint: %w", err))
+			return
+		}
+		results[i] = j.fn(context.WithoutCancel(j.ctx), tx)
+		end := []string{"RELEASE SAVEPOINT job"}
+		if results[i] != nil {
+			end = []string{"ROLLBACK TO SAVEPOINT job", "RELEASE SAVEPOINT job"}
+		}
+		for _, stmt := range end {
+			// If SQLite had rolled the whole transaction back (I/O error,
+			// full disk), the savepoint is gone and this fails: abort the
+			// batch rather than let later jobs run outside a transaction.
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				_ = tx.Rollback()
+				fail(fmt.Errorf("store: batch aborted: %w (job error: %v)", err, results[i]))
+				return
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		fail(fmt.Errorf("store: commit: %w", err))
+		return
+	}
+	s.batches.Add(1)
+	s.batchedJobs.Add(int64(len(batch)))
+	for i, j := range batch {
+		j.done <- results[i]
+	}
+}
