@@ -6,6 +6,13 @@
 // exchange-log entry and its outbox row in one transaction: nothing is
 // acknowledged before it is durable, and there is never an entry without its
 // event nor an event without its entry.
+//
+// Backends: [OpenSQLite] (WAL, synchronous=FULL, group commit), [OpenPostgres]
+// (pgx; several replicas share the database) and [Open] choosing by driver
+// name. Both are one implementation on database/sql with a small dialect;
+// the schema is migrated at open from the numbered files in migrations/.
+// Times are stored as Unix nanoseconds and read back in UTC (time.Equal
+// holds, the Location does not).
 package store
 
 import (
@@ -176,6 +183,9 @@ type Store interface {
 	// receipt is called inside the transaction to produce the receipt bytes
 	// stored with the exchange. On a duplicate (same From and SourceCaseNo) it
 	// returns the existing exchange and ErrDuplicate, and writes nothing.
+	// If receipt fails, nothing is written and its error is returned.
+	// receipt must not call the store's write methods (on SQLite it runs on
+	// the one writer). An empty ex.ID or entry.Exchange is filled in.
 	CreateExchange(ctx context.Context, ex *Exchange, entry LogAppend, receipt func(LogPosition) ([]byte, error)) (*Exchange, error)
 	// GetExchange by id.
 	GetExchange(ctx context.Context, id string) (*Exchange, error)
@@ -201,13 +211,16 @@ type Store interface {
 
 	// ClaimDeliveries leases up to limit due deliveries (queued or retrying
 	// with NextAttempt ≤ now), marking them delivering until leaseUntil.
+	// Queued rows are due as soon as committed; a delivering row whose lease
+	// ended before now is due again (its worker died). Oldest entry first.
 	// A status delivery is due only once every earlier delivery of its
 	// exchange is delivered or refused. Safe across replicas: a row is
 	// claimed by one caller only.
 	ClaimDeliveries(ctx context.Context, now, leaseUntil time.Time, limit int) ([]Delivery, error)
 	// FinishDelivery records an attempt's outcome (and its log entry, if any)
 	// in one transaction; a delivered case also stores the partner's case
-	// number on its exchange.
+	// number on its exchange. ErrNotFound for an unknown id; ErrConflict if
+	// the delivery is already delivered, refused or dead.
 	FinishDelivery(ctx context.Context, id string, out DeliveryOutcome) error
 	// GetDelivery by id.
 	GetDelivery(ctx context.Context, id string) (*Delivery, error)
@@ -224,25 +237,33 @@ type Store interface {
 	// false if it was already recorded and not yet expired.
 	RememberNonce(ctx context.Context, keyID, nonce string, until time.Time) (fresh bool, err error)
 
-	// Policy administration.
+	// Policy administration. SaveDraft fills in an empty ID and UploadedAt;
+	// an ID already used is ErrDuplicate.
 	SaveDraft(ctx context.Context, d *Draft) error
 	GetDraft(ctx context.Context, id string) (*Draft, error)
 	MarkDraftValidated(ctx context.Context, id string, ok bool, report json.RawMessage) error
 	// Activate records an activation and its log entry in one transaction.
 	Activate(ctx context.Context, a *Activation, entry LogAppend) error
 	Activations(ctx context.Context) ([]Activation, error) // newest first
-	// DecisionInputs returns the policy inputs and decisions of the last n
-	// exchange or policy-denied entries, newest first.
+	// RecentDecisions returns the last n exchange or policy-denied entries
+	// (those of kind exchange or denied with a top-level policy_input),
+	// newest first.
 	RecentDecisions(ctx context.Context, n int) ([]StoredEntry, error)
 
 	// The exchange log (gateway/exchangelog's Store interface).
 	LogSize(ctx context.Context) (uint64, error)
+	// LeafHashes and Entries cover start ≤ i < end; a range past the log's
+	// size is ErrNotFound.
 	LeafHashes(ctx context.Context, start, end uint64) ([][32]byte, error)
 	Entries(ctx context.Context, start, end uint64) ([]StoredEntry, error)
 	EntriesOfExchange(ctx context.Context, id string) ([]StoredEntry, error)
+	// AddCheckpoint keeps the first checkpoint stored for a size (replicas
+	// may sign the same size; a second one is accepted without effect).
 	AddCheckpoint(ctx context.Context, cp StoredCheckpoint) error
 	LatestCheckpoint(ctx context.Context) (*StoredCheckpoint, error) // nil, nil when none
+	// Checkpoints with minSize ≤ Size ≤ maxSize, smallest first.
 	Checkpoints(ctx context.Context, minSize, maxSize uint64) ([]StoredCheckpoint, error)
+	// CheckpointAtOrBefore: of those with Time ≤ t, the largest.
 	CheckpointAtOrBefore(ctx context.Context, t time.Time) (*StoredCheckpoint, error) // nil, nil when none
 
 	// Ping checks the database is reachable.
