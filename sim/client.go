@@ -73,6 +73,17 @@ func (p *Partner) SendStatus(ctx context.Context, gatewayURL string, body []byte
 	return p.post(ctx, gatewayURL, "/v1/status", body)
 }
 
+// Send sends a record in the partner's format, as a status update if it
+// reads as one (DecodeStatus accepts it) and otherwise as a new case, so
+// that the gateway's answer names whatever is wrong with it; for
+// `tongban sim ... --send FILE`.
+func (p *Partner) Send(ctx context.Context, gatewayURL string, body []byte) (*Response, error) {
+	if _, err := p.codec.DecodeStatus(body); err == nil {
+		return p.SendStatus(ctx, gatewayURL, body)
+	}
+	return p.SendCase(ctx, gatewayURL, body)
+}
+
 // SendStatusOf sends a status update of the exchange id (POST
 // /v1/exchanges/{id}/status).
 func (p *Partner) SendStatusOf(ctx context.Context, gatewayURL, exchangeID string, body []byte) (*Response, error) {

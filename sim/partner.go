@@ -65,8 +65,12 @@ type Options struct {
 	Nonces httpsig.NonceStore
 	// MaxBody limits delivery bodies (16 MiB).
 	MaxBody int64
-	Now     func() time.Time
-	Logger  *slog.Logger
+	// OnReceive, if set, is called with each record the partner takes in
+	// (not with repeats), after it has been answered or not; for the demo
+	// and the command line to show what arrived.
+	OnReceive func(Received)
+	Now       func() time.Time
+	Logger    *slog.Logger
 }
 
 // Received is one record the partner took in: the first verified request
@@ -212,9 +216,10 @@ func (p *Partner) serveDelivery(kind string) http.HandlerFunc {
 				"this Idempotency-Key was used with a different body", nil)
 			return
 		}
+		var taken Received
 		if !seen {
-			got := p.take(kind, key, body)
-			ack, err := p.codec.EncodeAck(&adapters.Ack{CaseNo: got.CaseNo, Accepted: got.Accepted, Reason: got.Reason})
+			taken = p.take(kind, key, body)
+			ack, err := p.codec.EncodeAck(&adapters.Ack{CaseNo: taken.CaseNo, Accepted: taken.Accepted, Reason: taken.Reason})
 			if err != nil {
 				p.mu.Unlock()
 				p.log.Error("sim: encode ack", "err", err)
@@ -223,11 +228,14 @@ func (p *Partner) serveDelivery(kind string) http.HandlerFunc {
 			}
 			rec = &record{digest: digest, ack: ack}
 			p.byKey[key] = rec
-			p.received = append(p.received, got)
+			p.received = append(p.received, taken)
 		}
 		badSig := p.badSig
 		p.mu.Unlock()
 		p.writeAck(w, r, v, rec.ack, badSig)
+		if !seen && p.o.OnReceive != nil {
+			p.o.OnReceive(taken)
+		}
 	}
 }
 

@@ -330,6 +330,14 @@ func TestFaultKnobs(t *testing.T) {
 // signer, as tongban's transport does.
 func fakeGateway(t *testing.T, signer *certs.Signer, status int) string {
 	t.Helper()
+	url, _ := fakeGatewayPaths(t, signer, status)
+	return url
+}
+
+// fakeGatewayPaths is fakeGateway, also giving the paths it was sent to.
+func fakeGatewayPaths(t *testing.T, signer *certs.Signer, status int) (string, *[]string) {
+	t.Helper()
+	var paths []string
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -338,6 +346,7 @@ func fakeGateway(t *testing.T, signer *certs.Signer, status int) string {
 	v := &httpsig.Verifier{Trust: pki.TrustStore(), PublicURL: url}
 	h := v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got, _ := httpsig.FromContext(r.Context())
+		paths = append(paths, r.URL.Path)
 		if got.Identity.Role != certs.RolePartner {
 			httpsig.WriteError(w, r, httpsig.ErrForbidden)
 			return
@@ -357,7 +366,7 @@ func fakeGateway(t *testing.T, signer *certs.Signer, status int) string {
 	srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: h}}
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return url
+	return url, &paths
 }
 
 func TestSendCase(t *testing.T) {
@@ -392,5 +401,58 @@ func TestSendCase(t *testing.T) {
 	res, err = p.SendStatus(ctx, fakeGateway(t, pki.Gateway, http.StatusForbidden), body)
 	if err != nil || res.Status != http.StatusForbidden || !bytes.Contains(res.Body, []byte("policy_denied")) {
 		t.Fatalf("refusal: %v %+v", err, res)
+	}
+}
+
+// Send posts a status update to /v1/status and anything else to
+// /v1/exchanges.
+func TestSendDetectsStatus(t *testing.T) {
+	for _, div := range []string{adapters.DivisionNanhai, adapters.DivisionLiwan} {
+		p, err := sim.New(sim.Options{Division: div, Signer: signerOf(div), Trust: pki.TrustStore(), PublicURL: "http://127.0.0.1:1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		url, paths := fakeGatewayPaths(t, pki.Gateway, http.StatusAccepted)
+		c, _ := p.SampleCase(1, sim.SampleOptions{})
+		st, _ := p.SampleStatus(caseNoFor(div), adapters.InReview, time.Time{})
+		for _, b := range [][]byte{c, st, []byte("not a record")} {
+			if _, err := p.Send(context.Background(), url, b); err != nil {
+				t.Fatalf("%s Send: %v", div, err)
+			}
+		}
+		want := []string{"/v1/exchanges", "/v1/status", "/v1/exchanges"}
+		if len(*paths) != 3 || (*paths)[0] != want[0] || (*paths)[1] != want[1] || (*paths)[2] != want[2] {
+			t.Errorf("%s sent to %v, want %v", div, *paths, want)
+		}
+	}
+}
+
+// OnReceive sees each record once, not its repeats.
+func TestOnReceive(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + ln.Addr().String()
+	got := make(chan sim.Received, 4)
+	p, err := sim.New(sim.Options{Division: adapters.DivisionLiwan, Signer: pki.Liwan, Trust: pki.TrustStore(), PublicURL: url,
+		OnReceive: func(r sim.Received) { got <- r }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: p}}
+	srv.Start()
+	defer srv.Close()
+	body := deliveredCase(t, adapters.DivisionLiwan, 1)
+	for range 2 {
+		if a := deliver(t, p, url, "/cases", "k", body, pki.Gateway); a.err != nil {
+			t.Fatal(a.err)
+		}
+	}
+	if len(got) != 1 {
+		t.Fatalf("OnReceive called %d times, want 1", len(got))
+	}
+	if r := <-got; r.IdempotencyKey != "k" || !r.Accepted || r.Case == nil || r.Case.Origin == nil {
+		t.Errorf("received %+v", r)
 	}
 }

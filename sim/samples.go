@@ -19,6 +19,11 @@ type SampleOptions struct {
 	// later); its day in UTC+8 is the day in the case number. Zero means
 	// 09:30 today in UTC+8.
 	At time.Time
+	// MaterialSize, when positive, makes each material file that many
+	// bytes (a PDF header, then filler that does not compress); zero keeps
+	// the small stand-in files of the shared fixtures. For load tests with
+	// realistic case sizes.
+	MaterialSize int
 }
 
 func (o SampleOptions) at(now time.Time) time.Time {
@@ -29,13 +34,34 @@ func (o SampleOptions) at(now time.Time) time.Time {
 	return time.Date(n.Year(), n.Month(), n.Day(), 9, 30, 15, 0, cst)
 }
 
-// samplePDF is a small stand-in material file, as in the shared fixtures.
-func samplePDF(word string) []byte {
-	return []byte("%PDF-1.4\n% sample material: " + word + "\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n")
+// samplePDF is a small stand-in material file, as in the shared fixtures;
+// with size > 0 it is padded to exactly size bytes (or cut to it).
+func samplePDF(word string, size int) []byte {
+	b := []byte("%PDF-1.4\n% sample material: " + word + "\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n")
+	if size <= 0 {
+		return b
+	}
+	if size <= len(b) {
+		return b[:size]
+	}
+	out := make([]byte, size)
+	n := copy(out, b)
+	// xorshift filler seeded by the word: deterministic, incompressible.
+	x := uint64(len(word)) | 0x9e3779b97f4a7c15
+	for _, c := range []byte(word) {
+		x = x*31 + uint64(c)
+	}
+	for i := n; i < size; i++ {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		out[i] = byte(x)
+	}
+	return out
 }
 
-func sampleMaterial(code, title string, form adapters.MaterialForm, fileName, word string) adapters.Material {
-	content := samplePDF(word)
+func sampleMaterial(code, title string, form adapters.MaterialForm, fileName, word string, size int) adapters.Material {
+	content := samplePDF(word, size)
 	return adapters.Material{
 		Code: code, Title: title, Form: form, FileName: fileName,
 		SM3: certs.SM3Hex(content), Size: int64(len(content)), Content: content,
@@ -46,7 +72,7 @@ func sampleMaterial(code, title string, form adapters.MaterialForm, fileName, wo
 // tongban, for an item owned by the other pilot district: Nanhai sends a
 // company set-up (fixture nanhai-llc-setup, owned by Liwan), Liwan a
 // physician registration (fixture liwan-physician, owned by Nanhai).
-func sampleCase(division, caseNo string, at time.Time) (*adapters.Case, error) {
+func sampleCase(division, caseNo string, at time.Time, size int) (*adapters.Case, error) {
 	at = at.In(cst)
 	switch division {
 	case adapters.DivisionNanhai:
@@ -63,10 +89,10 @@ func sampleCase(division, caseNo string, at time.Time) (*adapters.Case, error) {
 			ReceivedBy:   adapters.Reception{OfficeCode: "11440605MB2C12340A", OfficeName: "佛山市南海区行政服务中心", Clerk: "李娜", ReceivedAt: at.Add(15 * time.Minute)},
 			PromisedDays: 6,
 			Materials: []adapters.Material{
-				sampleMaterial("M001", "公司登记(备案)申请书", adapters.Original, "shenqingshu.pdf", "申请书"),
-				sampleMaterial("M002", "公司章程", adapters.Electronic, "zhangcheng.pdf", "章程"),
-				sampleMaterial("M003", "股东主体资格证明", adapters.Copy, "gudong.pdf", "股东"),
-				sampleMaterial("M004", "法定代表人任职文件", adapters.Original, "renzhi.pdf", "任职"),
+				sampleMaterial("M001", "公司登记(备案)申请书", adapters.Original, "shenqingshu.pdf", "申请书", size),
+				sampleMaterial("M002", "公司章程", adapters.Electronic, "zhangcheng.pdf", "章程", size),
+				sampleMaterial("M003", "股东主体资格证明", adapters.Copy, "gudong.pdf", "股东", size),
+				sampleMaterial("M004", "法定代表人任职文件", adapters.Original, "renzhi.pdf", "任职", size),
 			},
 		}, nil
 	case adapters.DivisionLiwan:
@@ -82,10 +108,10 @@ func sampleCase(division, caseNo string, at time.Time) (*adapters.Case, error) {
 			ReceivedBy:    adapters.Reception{OfficeCode: "11440103MB2D56780W", OfficeName: "广州市荔湾区政务服务中心", Clerk: "黄敏", ReceivedAt: at.Add(15 * time.Minute)},
 			PromisedDays:  20,
 			Materials: []adapters.Material{
-				sampleMaterial("M201", "医师执业注册申请审核表", adapters.Original, "shenhebiao.pdf", "审核表"),
-				sampleMaterial("M202", "医师资格证书", adapters.Copy, "zige.pdf", "资格证"),
-				sampleMaterial("M203", "健康证明", adapters.Original, "jiankang.pdf", "健康"),
-				sampleMaterial("M204", "拟执业机构聘用证明", adapters.Original, "pinyong.pdf", "聘用"),
+				sampleMaterial("M201", "医师执业注册申请审核表", adapters.Original, "shenhebiao.pdf", "审核表", size),
+				sampleMaterial("M202", "医师资格证书", adapters.Copy, "zige.pdf", "资格证", size),
+				sampleMaterial("M203", "健康证明", adapters.Original, "jiankang.pdf", "健康", size),
+				sampleMaterial("M204", "拟执业机构聘用证明", adapters.Original, "pinyong.pdf", "聘用", size),
 			},
 		}, nil
 	}

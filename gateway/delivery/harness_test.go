@@ -60,7 +60,7 @@ type simServer struct {
 // newSim creates a partner of division listening on a fresh loopback port;
 // started=false reserves the address without listening (connections are
 // refused until start).
-func newSim(t *testing.T, division string, started bool) *simServer {
+func newSim(t testing.TB, division string, started bool) *simServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -85,7 +85,7 @@ func newSim(t *testing.T, division string, started bool) *simServer {
 	return s
 }
 
-func (s *simServer) serve(t *testing.T, ln net.Listener) {
+func (s *simServer) serve(t testing.TB, ln net.Listener) {
 	srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: s.Partner}}
 	srv.Start()
 	s.mu.Lock()
@@ -94,7 +94,7 @@ func (s *simServer) serve(t *testing.T, ln net.Listener) {
 }
 
 // start listens on the partner's address again.
-func (s *simServer) start(t *testing.T) {
+func (s *simServer) start(t testing.TB) {
 	t.Helper()
 	var ln net.Listener
 	var err error
@@ -129,7 +129,7 @@ type env struct {
 	now    time.Time
 }
 
-func newEnv(t *testing.T, nanhaiUp, liwanUp bool) *env {
+func newEnv(t testing.TB, nanhaiUp, liwanUp bool) *env {
 	t.Helper()
 	e := &env{dbPath: filepath.Join(t.TempDir(), "tongban.db"), now: time.Now()}
 	e.st = openStore(t, e.dbPath)
@@ -138,7 +138,7 @@ func newEnv(t *testing.T, nanhaiUp, liwanUp bool) *env {
 	return e
 }
 
-func openStore(t *testing.T, path string) store.Store {
+func openStore(t testing.TB, path string) store.Store {
 	t.Helper()
 	st, err := store.OpenSQLite(context.Background(), path)
 	if err != nil {
@@ -174,7 +174,7 @@ func (e *env) options(st store.Store) delivery.Options {
 
 // run starts a worker and stops it when the test ends (or when the
 // returned stop is called).
-func run(t *testing.T, o delivery.Options) (w *delivery.Worker, stop func()) {
+func run(t testing.TB, o delivery.Options) (w *delivery.Worker, stop func()) {
 	t.Helper()
 	w, err := delivery.New(o)
 	if err != nil {
@@ -200,7 +200,7 @@ func run(t *testing.T, o delivery.Options) (w *delivery.Worker, stop func()) {
 // a real sample case sent by from, translated for the other district by
 // the codecs, its exchange entry with the sender's real signature, and
 // its queued delivery.
-func (e *env) queueCase(t *testing.T, from *simServer, seq int) *store.Exchange {
+func (e *env) queueCase(t testing.TB, from *simServer, seq int) *store.Exchange {
 	t.Helper()
 	body, err := from.SampleCase(seq, sim.SampleOptions{At: e.now})
 	if err != nil {
@@ -258,7 +258,7 @@ func (e *env) queueCase(t *testing.T, from *simServer, seq int) *store.Exchange 
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -269,7 +269,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 	}
 }
 
-func delivery1(t *testing.T, st store.Store, id string) *store.Delivery {
+func delivery1(t testing.TB, st store.Store, id string) *store.Delivery {
 	t.Helper()
 	d, err := st.GetDelivery(context.Background(), id)
 	if err != nil {
@@ -278,7 +278,7 @@ func delivery1(t *testing.T, st store.Store, id string) *store.Delivery {
 	return d
 }
 
-func waitState(t *testing.T, st store.Store, id, state string, timeout time.Duration) *store.Delivery {
+func waitState(t testing.TB, st store.Store, id, state string, timeout time.Duration) *store.Delivery {
 	t.Helper()
 	var d *store.Delivery
 	waitFor(t, fmt.Sprintf("delivery %s to be %s", id, state), timeout, func() bool {
@@ -289,7 +289,7 @@ func waitState(t *testing.T, st store.Store, id, state string, timeout time.Dura
 }
 
 // entriesOf returns the parsed log entries of an exchange.
-func entriesOf(t *testing.T, st store.Store, exchangeID string) []exchangelog.Entry {
+func entriesOf(t testing.TB, st store.Store, exchangeID string) []exchangelog.Entry {
 	t.Helper()
 	stored, err := st.EntriesOfExchange(context.Background(), exchangeID)
 	if err != nil {
@@ -319,7 +319,7 @@ func kinds(es []exchangelog.Entry) []string {
 
 // noDuplicates checks, by the simulator's own record, that the partner
 // took in each key once and never the same case under two keys.
-func noDuplicates(t *testing.T, s *simServer) {
+func noDuplicates(t testing.TB, s *simServer) {
 	t.Helper()
 	seen := map[string]bool{}
 	for _, r := range s.Received() {
@@ -335,7 +335,7 @@ func noDuplicates(t *testing.T, s *simServer) {
 
 // checkAcknowledged checks a delivered or refused entry as an auditor
 // would (exchange-log.md, "What an auditor checks offline", item 4).
-func checkAcknowledged(t *testing.T, ex *store.Exchange, delivered, ack exchangelog.Signed, to string) {
+func checkAcknowledged(t testing.TB, ex *store.Exchange, delivered, ack exchangelog.Signed, to string) {
 	t.Helper()
 	gw := pki.Gateway.Certificate()
 	if err := httpsig.VerifySigned((*httpsig.Signed)(&delivered), gw); err != nil {
@@ -378,7 +378,7 @@ func checkAcknowledged(t *testing.T, ex *store.Exchange, delivered, ack exchange
 // addStatus stores a status update of ex sent by its owner (Liwan's
 // simulator, in its format, by its own case number), translated for the
 // sender of the case, as the gateway would; it queues the status delivery.
-func (e *env) addStatus(t *testing.T, ex *store.Exchange, state adapters.State) *store.StatusUpdate {
+func (e *env) addStatus(t testing.TB, ex *store.Exchange, state adapters.State) *store.StatusUpdate {
 	t.Helper()
 	owner, sender := e.liwan, e.nanhai
 	ownerCodec, senderCodec, signer := liwan.Codec, nanhai.Codec, pki.Liwan
@@ -430,7 +430,7 @@ func (e *env) addStatus(t *testing.T, ex *store.Exchange, state adapters.State) 
 // deliverByHand POSTs ex's delivery to partner as a gateway worker would,
 // and returns the answer's status: for simulating a worker that died after
 // its request reached the partner.
-func deliverByHand(t *testing.T, partner *simServer, ex *store.Exchange) int {
+func deliverByHand(t testing.TB, partner *simServer, ex *store.Exchange) int {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, partner.url+"/cases", nil)
 	if err != nil {

@@ -310,7 +310,14 @@ func (w *Worker) dispatch(ctx context.Context, wg *sync.WaitGroup) {
 			continue
 		}
 		if ok, retryAt := p.breaker.allow(now, w.o.PollInterval); !ok {
-			w.putBack(ctx, d, retryAt, fmt.Sprintf("circuit breaker open for partner %s", d.To))
+			why := fmt.Sprintf("circuit breaker open for partner %s", d.To)
+			switch {
+			case strings.Contains(d.LastError, why):
+				why = d.LastError
+			case d.LastError != "":
+				why = d.LastError + " (" + why + ")"
+			}
+			w.putBack(ctx, d, retryAt, why)
 			continue
 		}
 		select {
@@ -339,26 +346,32 @@ func (w *Worker) dispatch(ctx context.Context, wg *sync.WaitGroup) {
 	}
 }
 
+// finishTimeout bounds the store write that records an attempt's outcome;
+// it runs even while the worker stops, so an answer received is not lost.
+const finishTimeout = 10 * time.Second
+
 // attempt makes one delivery attempt and records its outcome.
 func (w *Worker) attempt(ctx context.Context, p *partnerState, d store.Delivery) {
 	actx, cancel := context.WithTimeout(ctx, w.o.AttemptTimeout)
 	res := w.deliver(actx, p, d)
 	cancel()
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	defer cancel()
 	switch {
+	case res.err == nil:
+		p.breaker.success()
+		w.succeed(fctx, d, res)
 	case ctx.Err() != nil:
-		// Shutting down: the partner is not to blame.
+		// Stopped mid-attempt: the partner is not to blame.
 		p.breaker.release()
-		w.putBack(context.WithoutCancel(ctx), d, w.o.Now(), d.LastError)
-	case res.err != nil:
+		w.putBack(fctx, d, w.o.Now(), d.LastError)
+	default:
 		if res.unreachable {
 			p.breaker.failure(w.o.Now())
 		} else {
 			p.breaker.success()
 		}
-		w.fail(ctx, d, res.err)
-	default:
-		p.breaker.success()
-		w.succeed(ctx, d, res)
+		w.fail(fctx, d, res.err)
 	}
 }
 
