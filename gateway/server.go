@@ -15,6 +15,7 @@ import (
 
 	kitprom "github.com/go-kit/kit/metrics/prometheus"
 	stdprom "github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tongban/tongban/adapters"
@@ -42,8 +43,10 @@ type Server struct {
 	Worker   *delivery.Worker
 	Service  Service
 	Handler  http.Handler
-	core     *service
-	logger   *slog.Logger
+	// Metrics is this server's Prometheus registry, served at /metrics.
+	Metrics *stdprom.Registry
+	core    *service
+	logger  *slog.Logger
 }
 
 // codecs by partner id; a third district adds one line here and one folder
@@ -107,8 +110,14 @@ func NewServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*Server, 
 		return nil, fmt.Errorf("delivery: %w", err)
 	}
 
-	requests := kitprom.NewCounterFrom(stdprom.CounterOpts{Namespace: "tongban", Name: "requests_total", Help: "Partner requests by method and outcome code."}, []string{"method", "code"})
-	latency := kitprom.NewHistogramFrom(stdprom.HistogramOpts{Namespace: "tongban", Name: "request_seconds", Help: "Partner request latency.", Buckets: stdprom.DefBuckets}, []string{"method"})
+	// A registry per server, not the process-wide default: several servers
+	// in one process (tests, the demo) would otherwise collide.
+	s.Metrics = stdprom.NewRegistry()
+	s.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	requestsVec := stdprom.NewCounterVec(stdprom.CounterOpts{Namespace: "tongban", Name: "requests_total", Help: "Partner requests by method and outcome code."}, []string{"method", "code"})
+	latencyVec := stdprom.NewHistogramVec(stdprom.HistogramOpts{Namespace: "tongban", Name: "request_seconds", Help: "Partner request latency.", Buckets: stdprom.DefBuckets}, []string{"method"})
+	s.Metrics.MustRegister(requestsVec, latencyVec)
+	requests, latency := kitprom.NewCounter(requestsVec), kitprom.NewHistogram(latencyVec)
 	s.core = newService(Options{Store: s.Store, Policy: s.Policy, Partners: s.Partners, Logger: logger, OnAccepted: s.Worker.Kick})
 	svc := LoggingMiddleware(logger)(s.core)
 	svc = MetricsMiddleware(requests, latency)(svc)
@@ -120,7 +129,7 @@ func NewServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*Server, 
 	s.auditRoutes(routes)
 	s.Handler = NewHTTPHandler(MakeEndpoints(svc), HTTPOptions{
 		Verifier: verifier, Signer: s.Gateway, PublicURL: cfg.PublicURL, Logger: logger,
-		Routes: routes, Ready: s.Ready, Metrics: promhttp.Handler(),
+		Routes: routes, Ready: s.Ready, Metrics: promhttp.HandlerFor(s.Metrics, promhttp.HandlerOpts{}),
 	})
 	return s, nil
 }
