@@ -178,7 +178,7 @@ func (p *Partner) SampleCase(seq int, opts SampleOptions) ([]byte, error) {
 		return nil, fmt.Errorf("sim: sample sequence %d out of range 1..%d", seq, p.numbers.max())
 	}
 	at := opts.at(p.o.Now())
-	c, err := sampleCase(p.o.Division, p.numbers.format(at, seq), at)
+	c, err := sampleCase(p.o.Division, p.numbers.format(at, seq), at, opts.MaterialSize)
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +193,7 @@ func (p *Partner) NextCase(opts SampleOptions) (body []byte, caseNo string, err 
 	if caseNo, err = p.numbers.assign(at); err != nil {
 		return nil, "", err
 	}
-	c, err := sampleCase(p.o.Division, caseNo, at)
+	c, err := sampleCase(p.o.Division, caseNo, at, opts.MaterialSize)
 	if err != nil {
 		return nil, "", err
 	}

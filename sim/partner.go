@@ -69,8 +69,13 @@ type Options struct {
 	// (not with repeats), after it has been answered or not; for the demo
 	// and the command line to show what arrived.
 	OnReceive func(Received)
-	Now       func() time.Time
-	Logger    *slog.Logger
+	// Forget keeps no record of what was taken in (Received and Duplicates
+	// stay empty, OnReceive still sees each record): for long load runs,
+	// where holding every body would grow without bound. Repeats are still
+	// answered with their key's first acknowledgement.
+	Forget bool
+	Now    func() time.Time
+	Logger *slog.Logger
 }
 
 // Received is one record the partner took in: the first verified request
@@ -228,7 +233,9 @@ func (p *Partner) serveDelivery(kind string) http.HandlerFunc {
 			}
 			rec = &record{digest: digest, ack: ack}
 			p.byKey[key] = rec
-			p.received = append(p.received, taken)
+			if !p.o.Forget {
+				p.received = append(p.received, taken)
+			}
 		}
 		badSig := p.badSig
 		p.mu.Unlock()
