@@ -41,6 +41,28 @@ type Config struct {
 	Delivery DeliveryConfig `yaml:"delivery"`
 	// MaxBodyBytes limits request bodies (default 16 MiB).
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// Limits are every partner's request limits; a partner's own limits
+	// override them field by field.
+	Limits LimitsConfig `yaml:"limits"`
+	// HTTP bounds the listener: header size and timeouts.
+	HTTP HTTPConfig `yaml:"http"`
+}
+
+// HTTPConfig bounds what any client, signed or not, may hold of the
+// listener.
+type HTTPConfig struct {
+	// MaxHeaderBytes limits the request line and headers (default 64 KiB;
+	// more is 431).
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// ReadHeaderTimeout bounds reading the headers (default 10 s).
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// ReadTimeout bounds reading a whole request (default 60 s).
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds serving a request, from the end of its headers
+	// to the end of the answer (default 60 s).
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// IdleTimeout closes idle keep-alive connections (default 120 s).
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
 
 // StoreConfig chooses the store backend.
@@ -71,6 +93,8 @@ type PartnerConfig struct {
 	Division     string   `yaml:"division"`
 	Endpoint     string   `yaml:"endpoint"`
 	Certificates []string `yaml:"certificates"`
+	// Limits override the top-level limits for this partner.
+	Limits LimitsConfig `yaml:"limits"`
 }
 
 // LogConfig configures the signed exchange log.
@@ -200,6 +224,23 @@ func (c *Config) ApplyDefaults() error {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 16 << 20
 	}
+	c.Limits = c.Limits.withDefaults(LimitsConfig{})
+	for i := range c.Partners {
+		c.Partners[i].Limits = c.Partners[i].Limits.withDefaults(c.Limits)
+	}
+	h := &c.HTTP
+	setDuration := func(p *time.Duration, d time.Duration) {
+		if *p == 0 {
+			*p = d
+		}
+	}
+	if h.MaxHeaderBytes == 0 {
+		h.MaxHeaderBytes = 64 << 10
+	}
+	setDuration(&h.ReadHeaderTimeout, 10*time.Second)
+	setDuration(&h.ReadTimeout, 60*time.Second)
+	setDuration(&h.WriteTimeout, 60*time.Second)
+	setDuration(&h.IdleTimeout, 120*time.Second)
 	for _, p := range c.Partners {
 		if p.ID == "" || len(p.Division) != 6 || p.Endpoint == "" || len(p.Certificates) == 0 {
 			return fmt.Errorf("partner %q: id, a 6-digit division, endpoint and certificates are required", p.ID)
