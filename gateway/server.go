@@ -45,6 +45,8 @@ type Server struct {
 	Handler  http.Handler
 	// Metrics is this server's Prometheus registry, served at /metrics.
 	Metrics *stdprom.Registry
+	// Limiter holds every partner's rate and concurrency limits.
+	Limiter *Limiter
 	core    *service
 	logger  *slog.Logger
 }
@@ -116,8 +118,15 @@ func NewServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*Server, 
 	s.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	requestsVec := stdprom.NewCounterVec(stdprom.CounterOpts{Namespace: "tongban", Name: "requests_total", Help: "Partner requests by method and outcome code."}, []string{"method", "code"})
 	latencyVec := stdprom.NewHistogramVec(stdprom.HistogramOpts{Namespace: "tongban", Name: "request_seconds", Help: "Partner request latency.", Buckets: stdprom.DefBuckets}, []string{"method"})
-	s.Metrics.MustRegister(requestsVec, latencyVec)
+	limitedVec := stdprom.NewCounterVec(stdprom.CounterOpts{Namespace: "tongban", Name: "rate_limited_total", Help: "Partner requests refused by the rate or concurrency limit."}, []string{"division", "limit"})
+	unauthVec := stdprom.NewCounterVec(stdprom.CounterOpts{Namespace: "tongban", Name: "unauthenticated_refusals_total", Help: "Requests refused before their signature verified, by problem code."}, []string{"code"})
+	s.Metrics.MustRegister(requestsVec, latencyVec, limitedVec, unauthVec)
 	requests, latency := kitprom.NewCounter(requestsVec), kitprom.NewHistogram(latencyVec)
+	limits := map[string]LimitsConfig{}
+	for _, pc := range cfg.Partners {
+		limits[pc.Division] = pc.Limits
+	}
+	s.Limiter = NewLimiter(LimiterOptions{Partners: limits, Refused: kitprom.NewCounter(limitedVec), Logger: logger})
 	s.core = newService(Options{Store: s.Store, Policy: s.Policy, Partners: s.Partners, Logger: logger, OnAccepted: s.Worker.Kick})
 	svc := LoggingMiddleware(logger)(s.core)
 	svc = MetricsMiddleware(requests, latency)(svc)
@@ -127,9 +136,10 @@ func NewServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*Server, 
 	routes := map[string]http.Handler{}
 	s.adminRoutes(routes)
 	s.auditRoutes(routes)
-	s.Handler = NewHTTPHandler(MakeEndpoints(svc), HTTPOptions{
+	s.Handler = NewHTTPHandler(MakeEndpoints(svc, s.Limiter.Middleware()), HTTPOptions{
 		Verifier: verifier, Signer: s.Gateway, PublicURL: cfg.PublicURL, Logger: logger,
 		Routes: routes, Ready: s.Ready, Metrics: promhttp.HandlerFor(s.Metrics, promhttp.HandlerOpts{}),
+		Unauthenticated: kitprom.NewCounter(unauthVec),
 	})
 	return s, nil
 }
@@ -279,11 +289,11 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.Handler,
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+		ReadHeaderTimeout: s.Config.HTTP.ReadHeaderTimeout,
+		ReadTimeout:       s.Config.HTTP.ReadTimeout,
+		WriteTimeout:      s.Config.HTTP.WriteTimeout,
+		IdleTimeout:       s.Config.HTTP.IdleTimeout,
+		MaxHeaderBytes:    s.Config.HTTP.MaxHeaderBytes,
 	}
 	bg, stop := context.WithCancel(context.Background())
 	defer stop()

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/go-kit/kit/metrics"
 	kithttp "github.com/go-kit/kit/transport/http"
 
 	"github.com/tongban/tongban/certs"
@@ -29,6 +30,10 @@ type HTTPOptions struct {
 	// Operations routes: unsigned.
 	Ready   func(context.Context) error
 	Metrics http.Handler
+	// Unauthenticated counts requests refused before their signature
+	// verified, by problem code (signing.md: counted and logged by the
+	// process, never written to the exchange log); optional.
+	Unauthenticated metrics.Counter
 }
 
 type ctxKey int
@@ -63,8 +68,22 @@ func NewHTTPHandler(eps Endpoints, o HTTPOptions) http.Handler {
 	})
 
 	v := o.Verifier
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
 	v.OnError = func(w http.ResponseWriter, r *http.Request, err error) {
 		ctx := context.WithValue(r.Context(), requestKey, r)
+		code := CodeInternal
+		var se *httpsig.Error
+		if errors.As(err, &se) {
+			code = se.Code
+		}
+		if o.Unauthenticated != nil {
+			o.Unauthenticated.With("code", code).Add(1)
+		}
+		// Method and code only: the path may hold a case number.
+		logger.InfoContext(ctx, "refused before authentication", "method", r.Method, "code", code, "remote", r.RemoteAddr)
 		enc(ctx, err, w)
 	}
 	root := http.NewServeMux()
