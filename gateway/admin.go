@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"mime"
+	"mime/multipart"
 	"net/http"
 	"slices"
 	"strconv"
@@ -60,13 +63,19 @@ func (s *Server) route(h handlerFunc, roles ...certs.Role) http.Handler {
 
 func (s *Server) adminRoutes(m map[string]http.Handler) {
 	admin := func(h handlerFunc) http.Handler { return s.route(h, certs.RoleAdmin) }
+	// The bundle the server started with, so that a rollback can return to
+	// it even when it was never activated through this API.
+	boot := s.Policy.Load().Bundle()
 	m["GET /admin/v1/policy"] = admin(s.activePolicy)
 	m["POST /admin/v1/policy/drafts"] = admin(s.uploadDraft)
+	m["GET /admin/v1/policy/drafts/{id}"] = admin(s.getDraft)
 	m["POST /admin/v1/policy/drafts/{id}/validate"] = admin(s.validateDraft)
 	m["POST /admin/v1/policy/drafts/{id}/simulate"] = admin(s.simulateDraft)
 	m["POST /admin/v1/policy/drafts/{id}/activate"] = admin(s.activateDraft)
 	m["GET /admin/v1/policy/history"] = admin(s.policyHistory)
-	m["POST /admin/v1/policy/rollback/{revision}"] = admin(s.rollback)
+	m["POST /admin/v1/policy/rollback/{revision}"] = admin(func(ctx context.Context, vr *httpsig.Verified, r *http.Request) (int, any, error) {
+		return s.rollback(ctx, vr, r, boot)
+	})
 	m["GET /admin/v1/deliveries"] = admin(s.listDeliveries)
 	m["POST /admin/v1/deliveries/{id}/retry"] = admin(s.redrive)
 	m["GET /admin/v1/partners"] = admin(s.listPartners)
@@ -98,7 +107,9 @@ func (s *Server) activePolicy(ctx context.Context, _ *httpsig.Verified, _ *http.
 	return http.StatusOK, v, nil
 }
 
-// DraftView is an uploaded draft.
+// DraftView is an uploaded draft: its revision (the SM3 of the bundle,
+// catalog.md), who uploaded it (the administrator's key id) and when, and
+// the report of its last validation.
 type DraftView struct {
 	ID         string          `json:"id"`
 	Revision   string          `json:"revision"`
@@ -109,16 +120,148 @@ type DraftView struct {
 	Report     json.RawMessage `json:"report,omitempty"`
 }
 
+// Media types a draft may be uploaded as: a tar of the bundle root
+// (optionally gzip-compressed), or a multipart/form-data form.
+var tarMediaTypes = map[string]bool{
+	"application/x-tar": true, "application/tar": true, "application/octet-stream": true,
+	"application/gzip": true, "application/x-gzip": true, "application/tar+gzip": true,
+}
+
 func (s *Server) uploadDraft(ctx context.Context, vr *httpsig.Verified, _ *http.Request) (int, any, error) {
-	b, err := policies.BundleFromTar(bytes.NewReader(vr.Body), maxBundleBytes)
+	b, err := readDraft(vr.ContentType, vr.Body)
 	if err != nil {
-		return 0, nil, &Error{Code: CodeMalformed, Detail: "the draft must be a tar of the bundle: " + err.Error()}
+		return 0, nil, err
 	}
 	d := &store.Draft{ID: NewExchangeID(), Revision: b.Revision(), Bundle: b.Tar(), UploadedBy: vr.Identity.KeyID, UploadedAt: time.Now()}
 	if err := s.Store.SaveDraft(ctx, d); err != nil {
 		return 0, nil, internal(err)
 	}
-	return http.StatusCreated, DraftView{ID: d.ID, Revision: d.Revision, Files: b.Paths(), UploadedBy: d.UploadedBy, UploadedAt: d.UploadedAt.In(chinaTime)}, nil
+	if w, ok := ctx.Value(writerKey).(http.ResponseWriter); ok {
+		w.Header().Set("Location", "/admin/v1/policy/drafts/"+d.ID)
+	}
+	s.logger.InfoContext(ctx, "policy draft uploaded", "draft", d.ID, "revision", d.Revision, "by", d.UploadedBy)
+	return http.StatusCreated, draftView(d, b), nil
+}
+
+func draftView(d *store.Draft, b *policies.Bundle) DraftView {
+	v := DraftView{ID: d.ID, Revision: d.Revision, Files: b.Paths(), UploadedBy: d.UploadedBy, UploadedAt: d.UploadedAt.In(chinaTime), Validated: d.Validated}
+	if len(d.Report) > 0 {
+		v.Report = d.Report
+	}
+	return v
+}
+
+// readDraft reads an uploaded bundle. A tar body is the bundle root
+// (.manifest and tongban/…), as `tar -C policies -cf - .manifest tongban`
+// writes it. A multipart/form-data body carries either one tar part or one
+// part per file, each named by its bundle path in the field name or the
+// file name (curl -F 'tongban/catalog/data.json=@data.json'). At most
+// maxBundleBytes of file content are taken (too_large).
+func readDraft(contentType string, body []byte) (*policies.Bundle, error) {
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return nil, newError(CodeUnsupportedMedia, "send the draft as application/x-tar or multipart/form-data")
+	}
+	var b *policies.Bundle
+	switch {
+	case tarMediaTypes[mt]:
+		b, err = policies.BundleFromTar(bytes.NewReader(body), maxBundleBytes)
+	case mt == "multipart/form-data":
+		b, err = bundleFromForm(body, params["boundary"])
+	default:
+		return nil, newError(CodeUnsupportedMedia, "send the draft as application/x-tar or multipart/form-data, not %s", mt)
+	}
+	switch {
+	case errors.Is(err, policies.ErrTooLarge):
+		return nil, newError(CodeTooLarge, "a draft holds at most %d bytes of files", maxBundleBytes)
+	case err != nil:
+		var e *Error
+		if errors.As(err, &e) {
+			return nil, e
+		}
+		return nil, newError(CodeMalformed, "not a policy bundle: %v", err)
+	case len(b.Paths()) == 0:
+		return nil, newError(CodeMalformed, "the draft has no files")
+	}
+	return b, nil
+}
+
+// bundleFromForm reads a multipart/form-data draft.
+func bundleFromForm(body []byte, boundary string) (*policies.Bundle, error) {
+	if boundary == "" {
+		return nil, newError(CodeMalformed, "multipart/form-data without a boundary")
+	}
+	mr := multipart.NewReader(bytes.NewReader(body), boundary)
+	files := map[string][]byte{}
+	var tarPart []byte
+	var total int64
+	for {
+		part, err := mr.NextRawPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, newError(CodeMalformed, "multipart body: %v", err)
+		}
+		// Part.FileName keeps only the base name; the bundle path needs the
+		// whole of it.
+		_, disp, err := mime.ParseMediaType(part.Header.Get("Content-Disposition"))
+		if err != nil {
+			return nil, newError(CodeMalformed, "multipart part without a valid Content-Disposition")
+		}
+		name, filename := disp["name"], disp["filename"]
+		content, err := io.ReadAll(io.LimitReader(part, maxBundleBytes-total+1))
+		if err != nil {
+			return nil, newError(CodeMalformed, "multipart part %q: %v", name, err)
+		}
+		if total += int64(len(content)); total > maxBundleBytes {
+			return nil, policies.ErrTooLarge
+		}
+		path := ""
+		switch {
+		case isBundlePath(name):
+			path = name
+		case isBundlePath(filename):
+			path = filename
+		case isTarPart(name, filename, part.Header.Get("Content-Type")):
+			if tarPart != nil {
+				return nil, newError(CodeMalformed, "send one tar part, or the files one by one")
+			}
+			tarPart = content
+			continue
+		default:
+			return nil, newError(CodeMalformed, "multipart part %q (file %q): name each file by its bundle path (.manifest or tongban/…), or send one tar part named bundle", name, filename)
+		}
+		if _, dup := files[path]; dup {
+			return nil, newError(CodeMalformed, "the file %s is sent twice", path)
+		}
+		files[path] = content
+	}
+	if tarPart != nil {
+		if len(files) > 0 {
+			return nil, newError(CodeMalformed, "send one tar part, or the files one by one, not both")
+		}
+		return policies.BundleFromTar(bytes.NewReader(tarPart), maxBundleBytes)
+	}
+	return policies.BundleFromFiles(files)
+}
+
+func isBundlePath(p string) bool {
+	return p == policies.ManifestPath || strings.HasPrefix(p, policies.Root+"/")
+}
+
+func isTarPart(name, filename, contentType string) bool {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	return name == "bundle" || tarMediaTypes[mt] && mt != "application/octet-stream" ||
+		strings.HasSuffix(filename, ".tar") || strings.HasSuffix(filename, ".tar.gz") || strings.HasSuffix(filename, ".tgz")
+}
+
+func (s *Server) getDraft(ctx context.Context, _ *httpsig.Verified, r *http.Request) (int, any, error) {
+	d, b, err := s.draft(ctx, r.PathValue("id"))
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, draftView(d, b), nil
 }
 
 func (s *Server) draft(ctx context.Context, id string) (*store.Draft, *policies.Bundle, error) {
@@ -134,6 +277,13 @@ func (s *Server) draft(ctx context.Context, id string) (*store.Draft, *policies.
 		return nil, nil, internal(err)
 	}
 	return d, b, nil
+}
+
+// ValidationView is the answer to a validation: the draft and the report
+// (ok, problems located by file and line, test counts).
+type ValidationView struct {
+	Draft string `json:"draft"`
+	*policies.Report
 }
 
 func (s *Server) validateDraft(ctx context.Context, _ *httpsig.Verified, r *http.Request) (int, any, error) {
@@ -152,10 +302,13 @@ func (s *Server) validateDraft(ctx context.Context, _ *httpsig.Verified, r *http
 	if err := s.Store.MarkDraftValidated(ctx, d.ID, rep.OK, raw); err != nil {
 		return 0, nil, internal(err)
 	}
-	return http.StatusOK, rep, nil
+	s.logger.InfoContext(ctx, "policy draft validated", "draft", d.ID, "revision", d.Revision, "ok", rep.OK, "problems", len(rep.Problems))
+	return http.StatusOK, ValidationView{Draft: d.ID, Report: rep}, nil
 }
 
-// SimulationChange is one past decision that the draft would change.
+// SimulationChange is one past decision that the draft would change: the
+// input the policy saw then (no personal data, catalog.md), the decision
+// logged then and the draft's decision on the same input.
 type SimulationChange struct {
 	LogIndex uint64            `json:"logIndex"`
 	Exchange string            `json:"exchange,omitempty"`
@@ -164,16 +317,28 @@ type SimulationChange struct {
 	After    policies.Decision `json:"after"`
 }
 
-// SimulationReport is a draft's impact on past traffic.
+// SimulationReport is a draft's effect on past traffic: how many logged
+// decisions were evaluated again, how many would change and how, and the
+// changes side by side, newest first.
 type SimulationReport struct {
-	Draft       string             `json:"draft"`
-	Revision    string             `json:"revision"`
-	Evaluated   int                `json:"evaluated"`
-	Changed     int                `json:"changed"`
-	AllowToDeny int                `json:"allowToDeny"`
-	DenyToAllow int                `json:"denyToAllow"`
-	Changes     []SimulationChange `json:"changes"`
+	Draft       string `json:"draft"`
+	Revision    string `json:"revision"`
+	Active      string `json:"active"` // the revision active now
+	Evaluated   int    `json:"evaluated"`
+	Changed     int    `json:"changed"`
+	AllowToDeny int    `json:"allowToDeny"`
+	DenyToAllow int    `json:"denyToAllow"`
+	// Other counts changes that keep allow or deny (another mode, other
+	// reasons, other missing materials, other promised days).
+	Other   int                `json:"other"`
+	Changes []SimulationChange `json:"changes"`
 }
+
+// Bounds of a simulation's N.
+const (
+	defaultSimulationN = 1000
+	maxSimulationN     = 100000
+)
 
 func (s *Server) simulateDraft(ctx context.Context, _ *httpsig.Verified, r *http.Request) (int, any, error) {
 	d, b, err := s.draft(ctx, r.PathValue("id"))
@@ -181,12 +346,12 @@ func (s *Server) simulateDraft(ctx context.Context, _ *httpsig.Verified, r *http
 		return 0, nil, err
 	}
 	if !d.Validated {
-		return 0, nil, newError(CodeInvalidTransition, "validate the draft before simulating it")
+		return 0, nil, newError(CodeInvalidTransition, "validate the draft (and fix what validation reports) before simulating it")
 	}
-	n := 1000
+	n := defaultSimulationN
 	if q := r.URL.Query().Get("n"); q != "" {
-		if n, err = strconv.Atoi(q); err != nil || n < 1 || n > 100000 {
-			return 0, nil, newError(CodeMalformed, "n must be an integer from 1 to 100000")
+		if n, err = strconv.Atoi(q); err != nil || n < 1 || n > maxSimulationN {
+			return 0, nil, newError(CodeMalformed, "n must be an integer from 1 to %d", maxSimulationN)
 		}
 	}
 	engine, err := policies.Compile(ctx, b)
@@ -197,7 +362,7 @@ func (s *Server) simulateDraft(ctx context.Context, _ *httpsig.Verified, r *http
 	if err != nil {
 		return 0, nil, internal(err)
 	}
-	rep := SimulationReport{Draft: d.ID, Revision: b.Revision(), Changes: []SimulationChange{}}
+	rep := SimulationReport{Draft: d.ID, Revision: b.Revision(), Active: s.Policy.Load().Revision(), Changes: []SimulationChange{}}
 	for _, e := range past {
 		var rec struct {
 			Exchange    string            `json:"exchange"`
@@ -205,6 +370,7 @@ func (s *Server) simulateDraft(ctx context.Context, _ *httpsig.Verified, r *http
 			Decision    policies.Decision `json:"decision"`
 		}
 		if err := json.Unmarshal(e.Bytes, &rec); err != nil || rec.PolicyInput == nil {
+			s.logger.WarnContext(ctx, "simulation: a logged decision cannot be read", "index", e.Index, "err", err)
 			continue
 		}
 		after, err := engine.Decide(ctx, *rec.PolicyInput)
@@ -222,6 +388,8 @@ func (s *Server) simulateDraft(ctx context.Context, _ *httpsig.Verified, r *http
 			rep.AllowToDeny++
 		case !rec.Decision.Allow && after.Allow:
 			rep.DenyToAllow++
+		default:
+			rep.Other++
 		}
 		rep.Changes = append(rep.Changes, SimulationChange{LogIndex: e.Index, Exchange: rec.Exchange, Input: *rec.PolicyInput, Before: rec.Decision, After: after})
 	}
@@ -237,17 +405,32 @@ func sameOutcome(a, b policies.Decision) bool {
 // activation serialises activations so "previous" is always right.
 var activation sync.Mutex
 
+// ActivationView is the answer to an activation or rollback.
+type ActivationView struct {
+	Revision    string    `json:"revision"`
+	Previous    string    `json:"previous"`
+	ActivatedBy string    `json:"activatedBy"`
+	ActivatedAt time.Time `json:"activatedAt"`
+	// LogIndex is the index of the policy_activated entry in the exchange
+	// log.
+	LogIndex uint64 `json:"logIndex"`
+}
+
 func (s *Server) activateDraft(ctx context.Context, vr *httpsig.Verified, r *http.Request) (int, any, error) {
 	d, b, err := s.draft(ctx, r.PathValue("id"))
 	if err != nil {
 		return 0, nil, err
 	}
 	if !d.Validated {
-		return 0, nil, newError(CodeInvalidTransition, "only a validated draft can be activated")
+		return 0, nil, newError(CodeInvalidTransition, "only a validated draft can be activated: validate it first (and fix what validation reports)")
 	}
 	return s.activate(ctx, vr, b)
 }
 
+// activate makes b the active policy: compiled first, then recorded (the
+// activation and its policy_activated log entry in one transaction), then
+// swapped in atomically. Requests that already took the old engine finish
+// on it; the next request uses b.
 func (s *Server) activate(ctx context.Context, vr *httpsig.Verified, b *policies.Bundle) (int, any, error) {
 	engine, err := policies.Compile(ctx, b)
 	if err != nil {
@@ -256,6 +439,9 @@ func (s *Server) activate(ctx context.Context, vr *httpsig.Verified, b *policies
 	activation.Lock()
 	defer activation.Unlock()
 	prev := s.Policy.Load().Revision()
+	if prev == b.Revision() {
+		return 0, nil, newError(CodeInvalidTransition, "revision %s is already active", prev)
+	}
 	now := time.Now()
 	entry, err := logAppend(&exchangelog.PolicyActivatedEntry{
 		Header: exchangelog.Header{Time: now}, Revision: b.Revision(), Previous: prev,
@@ -269,18 +455,20 @@ func (s *Server) activate(ctx context.Context, vr *httpsig.Verified, b *policies
 		return 0, nil, internal(err)
 	}
 	s.Policy.Activate(engine)
-	s.logger.InfoContext(ctx, "policy activated", "revision", a.Revision, "previous", prev, "by", a.By)
-	return http.StatusOK, map[string]any{"revision": a.Revision, "previous": prev, "activatedBy": a.By, "logIndex": a.LogIndex}, nil
+	s.logger.InfoContext(ctx, "policy activated", "revision", a.Revision, "previous", prev, "by", a.By, "log_index", a.LogIndex)
+	return http.StatusOK, ActivationView{Revision: a.Revision, Previous: prev, ActivatedBy: a.By, ActivatedAt: now.In(chinaTime), LogIndex: a.LogIndex}, nil
 }
 
-// HistoryItem is one past activation.
+// HistoryItem is one activation, or (Initial) the revision the gateway ran
+// before the first one.
 type HistoryItem struct {
 	Revision string    `json:"revision"`
-	Previous string    `json:"previous"`
-	By       string    `json:"by"`
-	At       time.Time `json:"at"`
-	LogIndex uint64    `json:"logIndex"`
+	Previous string    `json:"previous,omitempty"`
+	By       string    `json:"by,omitempty"`
+	At       time.Time `json:"at,omitzero"`
+	LogIndex uint64    `json:"logIndex,omitempty"`
 	Active   bool      `json:"active"`
+	Initial  bool      `json:"initial,omitempty"`
 }
 
 func (s *Server) policyHistory(ctx context.Context, _ *httpsig.Verified, _ *http.Request) (int, any, error) {
@@ -294,12 +482,17 @@ func (s *Server) policyHistory(ctx context.Context, _ *httpsig.Verified, _ *http
 		out = append(out, HistoryItem{Revision: a.Revision, Previous: a.Previous, By: a.By, At: a.At.In(chinaTime), LogIndex: a.LogIndex, Active: i == 0 && a.Revision == active})
 	}
 	if len(acts) == 0 {
-		out = append(out, HistoryItem{Revision: active, Active: true})
+		out = append(out, HistoryItem{Revision: active, Active: true, Initial: true})
+	} else if first := acts[len(acts)-1]; first.Previous != "" {
+		out = append(out, HistoryItem{Revision: first.Previous, Initial: true})
 	}
 	return http.StatusOK, out, nil
 }
 
-func (s *Server) rollback(ctx context.Context, vr *httpsig.Verified, r *http.Request) (int, any, error) {
+// rollback activates an earlier revision again: one that was activated
+// before, the one the server started with (boot), the configured bundle or
+// the embedded pilot bundle.
+func (s *Server) rollback(ctx context.Context, vr *httpsig.Verified, r *http.Request, boot *policies.Bundle) (int, any, error) {
 	rev := r.PathValue("revision")
 	acts, err := s.Store.Activations(ctx)
 	if err != nil {
@@ -314,10 +507,18 @@ func (s *Server) rollback(ctx context.Context, vr *httpsig.Verified, r *http.Req
 			return s.activate(ctx, vr, b)
 		}
 	}
-	if rev == policies.Pilot().Revision() {
-		return s.activate(ctx, vr, policies.Pilot())
+	candidates := []*policies.Bundle{boot, policies.Pilot()}
+	if s.Config != nil && s.Config.Policies != "" {
+		if b, err := policies.LoadBundle(s.Config.Policies); err == nil {
+			candidates = append(candidates, b)
+		}
 	}
-	return 0, nil, newError(CodeNotFound, "no activation of revision %s", rev)
+	for _, b := range candidates {
+		if b != nil && b.Revision() == rev {
+			return s.activate(ctx, vr, b)
+		}
+	}
+	return 0, nil, newError(CodeNotFound, "no earlier revision %s (see GET /admin/v1/policy/history)", rev)
 }
 
 func (s *Server) listDeliveries(ctx context.Context, _ *httpsig.Verified, r *http.Request) (int, any, error) {
