@@ -30,6 +30,8 @@ var commands = map[string]command{
 	"certs":     {"make a dev PKI (SM2)", runCerts},
 	"sim":       {"run a simulated district approval system", runSim},
 	"demo":      {"run a gateway and both simulated districts and show the whole path", runDemo},
+	"load":      {"drive a gateway with signed cases and report throughput, latency and the floor", runLoad},
+	"bench":     {"measure the floor: the unavoidable cryptography and policy of one exchange", runBench},
 }
 
 func main() {
