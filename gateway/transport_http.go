@@ -64,7 +64,7 @@ func NewHTTPHandler(eps Endpoints, o HTTPOptions) http.Handler {
 		signed.Handle(pattern, h)
 	}
 	signed.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		enc(r.Context(), newError(CodeNotFound, "no such route"), w)
+		enc(context.WithValue(r.Context(), requestKey, r), newError(CodeNotFound, "no such route"), w)
 	})
 
 	v := o.Verifier
