@@ -288,4 +288,3 @@ func TestRequestRefusals(t *testing.T) {
 	e.liwan.Down(false)
 	e.waitDelivered(t, accepted.Receipt.ExchangeID)
 }
-
