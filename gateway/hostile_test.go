@@ -33,6 +33,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/text/encoding"
+	"golang.org/x/text/encoding/simplifiedchinese"
+
 	"github.com/tongban/tongban/adapters"
 	"github.com/tongban/tongban/certs"
 	"github.com/tongban/tongban/gateway/store"
@@ -712,5 +715,507 @@ func TestHostileInputCatalogue(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// countingReader counts what the client managed to hand to the connection.
+type countingReader struct {
+	n, limit int64
+	mu       sync.Mutex
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n >= c.limit {
+		return 0, io.EOF
+	}
+	n := int64(len(p))
+	if n > c.limit-c.n {
+		n = c.limit - c.n
+	}
+	for i := range p[:n] {
+		p[i] = 'x'
+	}
+	c.n += n
+	return int(n), nil
+}
+
+func (c *countingReader) sent() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+// TestHostileBodyOverLimit: a body over max_body_bytes is 413 too_large,
+// announced or not, and is not read whole: the gateway stops reading soon
+// after the limit.
+func TestHostileBodyOverLimit(t *testing.T) {
+	const limit = 64 << 10
+	e := newRelEnv(t, relWithMaxBody(limit))
+	before := e.counts(t)
+
+	t.Run("announced", func(t *testing.T) {
+		body := bytes.Repeat([]byte("x"), limit+1)
+		req, _ := e.signedRequest(t, e.pki.Nanhai, http.MethodPost, "/v1/exchanges", relXML, body)
+		relCheckProblem(t, e.do(t, req), 413, "too_large")
+	})
+	t.Run("streamed", func(t *testing.T) {
+		// 256 MiB offered without Content-Length; the signature covers a
+		// digest the gateway never gets to check.
+		src := &countingReader{limit: 256 << 20}
+		req, _ := e.signedRequest(t, e.pki.Nanhai, http.MethodPost, "/v1/exchanges", relXML, nil)
+		req.Body, req.ContentLength, req.GetBody = io.NopCloser(src), -1, nil
+		resp, err := e.client.Do(req)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			relCheckProblem(t, &relAnswer{Status: resp.StatusCode, Header: resp.Header, Body: b}, 413, "too_large")
+		} else {
+			// The client may see its upload cut off before it reads the
+			// answer; what matters is how much was taken.
+			t.Logf("client: %v", err)
+		}
+		// The gateway reads limit+1 bytes; socket buffers on loopback hold
+		// a few MiB more at most.
+		t.Logf("the client sent %d bytes", src.sent())
+		if got := src.sent(); got > 16<<20 {
+			t.Errorf("the client could send %d bytes: the body was read far beyond the %d-byte limit", got, limit)
+		}
+	})
+	if after := e.counts(t); after != before {
+		t.Errorf("rows changed: %+v → %+v", before, after)
+	}
+}
+
+// TestHostileHeaders: headers over http.max_header_bytes are 431, and a
+// client that sends its headers too slowly is cut off after
+// http.read_header_timeout.
+func TestHostileHeaders(t *testing.T) {
+	e := newRelEnv(t, func(_ testing.TB, e *relEnv) {
+		e.cfg.HTTP.MaxHeaderBytes = 8 << 10
+		e.cfg.HTTP.ReadHeaderTimeout = 300 * time.Millisecond
+	})
+	req, _ := e.signedRequest(t, e.pki.Nanhai, http.MethodPost, "/v1/exchanges", relXML, e.nanhaiCase(t))
+	req.Header.Set("X-Padding", strings.Repeat("p", 64<<10))
+	if a := e.do(t, req); a.Status != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("status %d, want 431", a.Status)
+	}
+
+	conn, err := tls.Dial("tcp", e.cfg.Listen, e.client.Transport.(*http.Transport).TLSClientConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("POST /v1/exchanges HTTP/1.1\r\nHost: x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	begin := time.Now()
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = io.ReadAll(conn)
+	if took := time.Since(begin); took > 3*time.Second {
+		t.Errorf("a connection with unfinished headers was held %v (read header timeout 300 ms); err %v", took, err)
+	}
+}
+
+// TestHostileCertificates: an expired partner certificate is refused
+// (certificate_invalid), and a partner certificate from another CA stops
+// the gateway from starting.
+func TestHostileCertificates(t *testing.T) {
+	dir := t.TempDir()
+	if err := certs.InitDevPKI(dir); err != nil {
+		t.Fatal(err)
+	}
+	pki, err := certs.LoadDevPKI(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var expired *certs.Signer
+	e := newRelEnv(t, func(tb testing.TB, e *relEnv) {
+		var err error
+		expired, err = e.pki.IssueLeaf(certs.Identity{Role: certs.RolePartner, Partner: "nanhai", Division: "440605"},
+			time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		relWithPartnerCert("nanhai", expired.Certificate())(tb, e)
+	})
+	before := e.counts(t)
+	req, _ := e.signedRequest(t, expired, http.MethodPost, "/v1/exchanges", relXML, e.nanhaiCase(t))
+	relCheckProblem(t, e.do(t, req), 401, "certificate_invalid")
+	if after := e.counts(t); after != before {
+		t.Errorf("rows changed: %+v → %+v", before, after)
+	}
+
+	// Another CA's partner certificate in the configuration.
+	cfg := &Config{Data: t.TempDir(), Listen: "127.0.0.1:0"}
+	if err := cfg.ApplyDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(cfg.Data, "foreign.pem")
+	if err := os.WriteFile(path, certs.EncodeCertificatePEM(pki.Nanhai.Certificate()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Partners[0].Certificates = append(cfg.Partners[0].Certificates, path)
+	if srv, err := NewServer(context.Background(), cfg, relQuiet()); err == nil {
+		srv.Close()
+		t.Fatal("a partner certificate of another CA was accepted at start")
+	} else if !strings.Contains(err.Error(), "foreign.pem") {
+		t.Errorf("error %v does not name the file", err)
+	}
+}
+
+// TestHostileReplay: the very same signed request sent twice is accepted
+// once and the second time refused as replayed, before anything else.
+func TestHostileReplay(t *testing.T) {
+	e := newRelEnv(t)
+	body := e.nanhaiCase(t)
+	req, _ := e.signedRequest(t, e.pki.Nanhai, http.MethodPost, "/v1/exchanges", relXML, body)
+	again := req.Clone(context.Background())
+	again.Body = io.NopCloser(bytes.NewReader(body))
+	if a := e.do(t, req); a.Status != http.StatusAccepted {
+		t.Fatalf("first: %d %s", a.Status, a.Body)
+	}
+	before := e.counts(t)
+	relCheckProblem(t, e.do(t, again), 401, "replayed")
+	if after := e.counts(t); after != before {
+		t.Errorf("rows changed: %+v → %+v", before, after)
+	}
+}
+
+// TestHostileOthersCase: a partner that is not a district of an exchange
+// can neither read it nor send it a status (404, as if it did not exist),
+// and a district of the exchange cannot address it with a case number
+// that is not its own.
+func TestHostileOthersCase(t *testing.T) {
+	var third *certs.Signer
+	e := newRelEnv(t, func(tb testing.TB, e *relEnv) {
+		var err error
+		third, err = e.pki.IssueLeaf(certs.Identity{Role: certs.RolePartner, Partner: "liwan", Division: "440104"}, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		path := filepath.Join(e.dir, "third.pem")
+		if err := os.WriteFile(path, certs.EncodeCertificatePEM(third.Certificate()), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+		e.cfg.Partners = append(e.cfg.Partners, PartnerConfig{ID: "liwan", Division: "440104", Endpoint: "http://127.0.0.1:1", Certificates: []string{path}})
+	})
+	body, caseNo, err := e.nanhai.NextCase(sim.SampleOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := e.nanhai.SendCase(context.Background(), e.url, body)
+	if err != nil || resp.Status != http.StatusAccepted {
+		t.Fatalf("case: %v %+v", err, resp)
+	}
+	id := resp.Receipt.ExchangeID
+	// Wait for Liwan's acknowledgement, so that the case has both numbers.
+	var target string
+	for deadline := time.Now().Add(10 * time.Second); target == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		ex, err := e.srv.Store.GetExchange(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		target = ex.TargetCaseNo
+	}
+	if target == "" {
+		t.Fatal("case not delivered")
+	}
+	statusFrom := func(caseNo string) []byte {
+		st := &adapters.StatusUpdate{CaseNo: caseNo, State: adapters.Approved, At: time.Now().Truncate(time.Second), Officer: "x"}
+		b, err := e.liwan.Codec().EncodeStatus(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for _, c := range []struct {
+		name   string
+		signer *certs.Signer
+		method string
+		path   string
+		body   []byte
+	}{
+		{"third district reads the exchange", third, http.MethodGet, "/v1/exchanges/" + id, nil},
+		{"third district looks the case up", third, http.MethodGet, "/v1/cases/" + caseNo, nil},
+		{"third district looks the target number up", third, http.MethodGet, "/v1/cases/" + target, nil},
+		{"third district sends a status by exchange id", third, http.MethodPost, "/v1/exchanges/" + id + "/status", statusFrom(target)},
+		{"third district sends a status by the case number", third, http.MethodPost, "/v1/status", statusFrom(target)},
+		{"liwan addresses the exchange with a number not its own", e.pki.Liwan, http.MethodPost, "/v1/exchanges/" + id + "/status", statusFrom("LW2026112799999")},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := e.counts(t)
+			ct := ""
+			if c.body != nil {
+				ct = relJSON
+			}
+			req, _ := e.signedRequest(t, c.signer, c.method, c.path, ct, c.body)
+			a := e.do(t, req)
+			relCheckProblem(t, a, 404, "not_found")
+			// The same answer as for a case that does not exist: nothing
+			// but the path the caller sent names the case.
+			var doc map[string]any
+			if err := json.Unmarshal(a.Body, &doc); err != nil {
+				t.Fatal(err)
+			}
+			delete(doc, "instance")
+			if rest, _ := json.Marshal(doc); bytes.Contains(rest, []byte(caseNo)) || bytes.Contains(rest, []byte(target)) || bytes.Contains(rest, []byte(id)) {
+				t.Errorf("the refusal names the case: %s", a.Body)
+			}
+			after := e.counts(t)
+			if after.Statuses != before.Statuses || after.Deliveries != before.Deliveries {
+				t.Errorf("rows changed: %+v → %+v", before, after)
+			}
+		})
+	}
+}
+
+// relRule is a row of adapters/{nanhai,liwan}/testdata/rules.json: a
+// change to a valid document and the (field, code) pairs it must be
+// refused with.
+type relRule struct {
+	Name          string                     `json:"name"`
+	Doc           string                     `json:"doc"`
+	Set           map[string]json.RawMessage `json:"set"`
+	Remove        []string                   `json:"remove"`
+	Repeat        map[string][2]any          `json:"repeat"`
+	DropMaterials bool                       `json:"drop_materials"`
+	Want          [][2]string                `json:"want"`
+}
+
+func relRules(tb testing.TB, district string) []relRule {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "adapters", district, "testdata", "rules.json"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var rows []relRule
+	if err := json.Unmarshal(b, &rows); err != nil {
+		tb.Fatal(err)
+	}
+	return rows
+}
+
+// nanhaiRuleBody renders a Nanhai rule row: base.json's (element path,
+// text) pairs, changed, as GBK XML (characters GBK lacks as references).
+func nanhaiRuleBody(tb testing.TB, row relRule) []byte {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "adapters", "nanhai", "testdata", "base.json"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var base map[string][][2]string
+	if err := json.Unmarshal(b, &base); err != nil {
+		tb.Fatal(err)
+	}
+	root := map[string]string{"case": "CASE", "status": "STATUS"}[row.Doc]
+	pairs := base[row.Doc]
+	if row.DropMaterials {
+		pairs = slicesDelete(pairs, func(p [2]string) bool { return strings.HasPrefix(p[0], "MATERIALS/") })
+	}
+	set := func(path, text string) {
+		for i, p := range pairs {
+			if p[0] == path {
+				pairs[i][1] = text
+				return
+			}
+		}
+		parent := path[:strings.LastIndex(path, "/")+1]
+		at := len(pairs)
+		for i, p := range pairs {
+			if parent == "" && strings.HasPrefix(p[0], "MATERIALS/") {
+				at = i
+				break
+			}
+			if parent != "" && strings.HasPrefix(p[0], parent) {
+				at = i + 1
+			}
+		}
+		pairs = append(pairs[:at], append([][2]string{{path, text}}, pairs[at:]...)...)
+	}
+	for path, raw := range row.Set {
+		var v *string
+		if err := json.Unmarshal(raw, &v); err != nil {
+			tb.Fatal(err)
+		}
+		if v == nil {
+			pairs = slicesDelete(pairs, func(p [2]string) bool { return p[0] == path })
+		} else {
+			set(path, *v)
+		}
+	}
+	for path, r := range row.Repeat {
+		set(path, strings.Repeat(r[0].(string), int(r[1].(float64))))
+	}
+	var x strings.Builder
+	x.WriteString(`<?xml version="1.0" encoding="GBK"?>` + "\n<" + root + ">")
+	var open []string
+	elem := func(seg string) string {
+		if i := strings.IndexByte(seg, '['); i >= 0 {
+			return seg[:i]
+		}
+		return seg
+	}
+	esc := strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", "\r", "&#13;")
+	for _, p := range pairs {
+		segs := strings.Split(p[0], "/")
+		parents := segs[:len(segs)-1]
+		common := 0
+		for common < len(open) && common < len(parents) && open[common] == parents[common] {
+			common++
+		}
+		for i := len(open) - 1; i >= common; i-- {
+			x.WriteString("</" + elem(open[i]) + ">")
+		}
+		open = open[:common]
+		for _, s := range parents[common:] {
+			x.WriteString("<" + elem(s) + ">")
+			open = append(open, s)
+		}
+		name := segs[len(segs)-1]
+		x.WriteString("<" + name + ">" + esc.Replace(p[1]) + "</" + name + ">\n")
+	}
+	for i := len(open) - 1; i >= 0; i-- {
+		x.WriteString("</" + elem(open[i]) + ">")
+	}
+	x.WriteString("</" + root + ">\n")
+	out, err := encoding.HTMLEscapeUnsupported(simplifiedchinese.GBK.NewEncoder()).String(x.String())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return []byte(out)
+}
+
+func slicesDelete(pairs [][2]string, del func([2]string) bool) [][2]string {
+	var out [][2]string
+	for _, p := range pairs {
+		if !del(p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// liwanRuleBody renders a Liwan rule row: base.json's document with JSON
+// Pointer edits.
+func liwanRuleBody(tb testing.TB, row relRule) []byte {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "adapters", "liwan", "testdata", "base.json"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var base map[string]json.RawMessage
+	if err := json.Unmarshal(b, &base); err != nil {
+		tb.Fatal(err)
+	}
+	decode := func(raw []byte) any {
+		d := json.NewDecoder(bytes.NewReader(raw))
+		d.UseNumber()
+		var v any
+		if err := d.Decode(&v); err != nil {
+			tb.Fatal(err)
+		}
+		return v
+	}
+	doc := decode(base[row.Doc])
+	edit := func(ptr string, v any, remove bool) {
+		segs := strings.Split(ptr, "/")[1:]
+		cur := doc
+		for i, s := range segs {
+			last := i == len(segs)-1
+			switch c := cur.(type) {
+			case map[string]any:
+				if last {
+					if remove {
+						delete(c, s)
+					} else {
+						c[s] = v
+					}
+					return
+				}
+				cur = c[s]
+			case []any:
+				n, err := strconv.Atoi(s)
+				if err != nil || n >= len(c) {
+					tb.Fatalf("bad pointer %s", ptr)
+				}
+				if last {
+					c[n] = v
+					return
+				}
+				cur = c[n]
+			default:
+				tb.Fatalf("bad pointer %s", ptr)
+			}
+		}
+	}
+	for ptr, raw := range row.Set {
+		edit(ptr, decode(raw), false)
+	}
+	for _, ptr := range row.Remove {
+		edit(ptr, nil, true)
+	}
+	for ptr, r := range row.Repeat {
+		edit(ptr, strings.Repeat(r[0].(string), int(r[1].(float64))), false)
+	}
+	out, err := json.Marshal(doc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+// TestHostileFieldRules sends every refused row of the adapters' rules
+// tables (every field rule of districts.md, cases and status updates) over
+// real HTTP: each is 422 validation_failed naming exactly the rows' fields
+// and codes in order, adds no row, and is one denied entry whose fields are
+// those wire names.
+func TestHostileFieldRules(t *testing.T) {
+	e := newRelEnv(t)
+	checked := 0
+	for _, district := range []string{"nanhai", "liwan"} {
+		signer, ct, render := e.pki.Nanhai, relXML, nanhaiRuleBody
+		if district == "liwan" {
+			signer, ct, render = e.pki.Liwan, relJSON, liwanRuleBody
+		}
+		for _, row := range relRules(t, district) {
+			if (row.Doc != "case" && row.Doc != "status") || len(row.Want) == 0 {
+				continue
+			}
+			checked++
+			t.Run(district+"/"+row.Name, func(t *testing.T) {
+				path := "/v1/exchanges"
+				if row.Doc == "status" {
+					path = "/v1/status"
+				}
+				before := e.counts(t)
+				req, _ := e.signedRequest(t, signer, http.MethodPost, path, ct, render(t, row))
+				p := relCheckProblem(t, e.do(t, req), 422, "validation_failed")
+				var got [][2]string
+				var fields []string
+				for _, fe := range p.Errors {
+					got = append(got, [2]string{fe.Field, fe.Code})
+					fields = append(fields, fe.Field)
+				}
+				if fmt.Sprint(got) != fmt.Sprint(row.Want) {
+					t.Fatalf("errors %v, want %v", got, row.Want)
+				}
+				after := e.counts(t)
+				if after.Exchanges != before.Exchanges || after.Statuses != before.Statuses || after.Deliveries != before.Deliveries || after.Log != before.Log+1 {
+					t.Fatalf("counts %+v → %+v, want one denied entry and nothing else", before, after)
+				}
+				var d relDenied
+				if err := json.Unmarshal(e.entry(t, before.Log).Bytes, &d); err != nil {
+					t.Fatal(err)
+				}
+				if d.Kind != "denied" || d.Code != "validation_failed" || fmt.Sprint(d.Fields) != fmt.Sprint(fields) {
+					t.Fatalf("entry %+v, want denied validation_failed with fields %v", d, fields)
+				}
+			})
+		}
+	}
+	if checked < 150 {
+		t.Errorf("only %d rules checked", checked)
 	}
 }
