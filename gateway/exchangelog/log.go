@@ -126,6 +126,11 @@ func Open(ctx context.Context, s Store, opts *Options) (*Log, error) {
 		return nil, err
 	}
 	if cp != nil {
+		if cp.Size > l.tree.size() { // another replica appended and signed since
+			if _, err := l.tree.integrate(ctx); err != nil {
+				return nil, err
+			}
+		}
 		c, err := l.checkStored(ctx, cp)
 		if err != nil {
 			return nil, err
