@@ -69,6 +69,11 @@ type HTTPConfig struct {
 type StoreConfig struct {
 	Driver string `yaml:"driver"` // sqlite (default) or postgres
 	DSN    string `yaml:"dsn"`    // file path for sqlite, URL for postgres
+	// MaxConns bounds this replica's connection pool (PostgreSQL
+	// connections, or SQLite readers); default 10. With several replicas,
+	// their sum plus one leader session each must stay under the server's
+	// max_connections.
+	MaxConns int `yaml:"max_conns"`
 }
 
 // KeyPair is a certificate and its private key (PEM files).
@@ -112,6 +117,10 @@ type DeliveryConfig struct {
 	Concurrency int `yaml:"concurrency"`
 	// Timeout bounds one HTTP attempt.
 	Timeout time.Duration `yaml:"timeout"`
+	// Lease is how long a delivery claimed by a replica stays with it; if
+	// that replica dies mid-attempt, another takes the delivery over once
+	// the lease ends (default Timeout + 30 s).
+	Lease time.Duration `yaml:"lease"`
 }
 
 // Default partner endpoints: where `tongban sim nanhai|liwan` listen by

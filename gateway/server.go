@@ -47,8 +47,11 @@ type Server struct {
 	Metrics *stdprom.Registry
 	// Limiter holds every partner's rate and concurrency limits.
 	Limiter *Limiter
-	core    *service
-	logger  *slog.Logger
+	// Leader says whether this replica signs checkpoints (always, with
+	// SQLite; the holder of an advisory lock, with PostgreSQL).
+	Leader *Leader
+	core   *service
+	logger *slog.Logger
 }
 
 // codecs by partner id; a third district adds one line here and one folder
@@ -87,15 +90,20 @@ func NewServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*Server, 
 		return nil, err
 	}
 
-	if s.Store, err = store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN); err != nil {
+	if s.Store, err = store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN, store.WithMaxConns(cfg.Store.MaxConns)); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	if err := s.loadPolicy(ctx); err != nil {
 		s.Store.Close()
 		return nil, err
 	}
+	if s.Leader, err = newLeader(cfg, logger); err != nil {
+		s.Store.Close()
+		return nil, err
+	}
 	logOpts := exchangelog.NewOptions().WithOrigin(cfg.Log.Origin).WithSigner(s.LogKey).
-		WithLogCertificates(s.LogKey.Certificate()).WithInterval(cfg.Log.CheckpointInterval).WithLogger(logger)
+		WithLogCertificates(s.LogKey.Certificate()).WithInterval(cfg.Log.CheckpointInterval).WithLogger(logger).
+		WithLeader(s.Leader.IsLeader)
 	if s.Log, err = exchangelog.Open(ctx, logStore{s.Store}, logOpts); err != nil {
 		s.Store.Close()
 		return nil, fmt.Errorf("exchange log: %w", err)
@@ -105,7 +113,7 @@ func NewServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*Server, 
 		Store: s.Store, Signer: s.Gateway, Trust: s.Trust, Partners: s.deliveryPartners(),
 		MaxAttempts: cfg.Delivery.MaxAttempts, InitialBackoff: cfg.Delivery.InitialBackoff,
 		MaxBackoff: cfg.Delivery.MaxBackoff, Concurrency: cfg.Delivery.Concurrency,
-		AttemptTimeout: cfg.Delivery.Timeout, Logger: logger,
+		AttemptTimeout: cfg.Delivery.Timeout, Lease: cfg.Delivery.Lease, Logger: logger,
 	})
 	if err != nil {
 		s.Store.Close()
@@ -115,7 +123,7 @@ func NewServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*Server, 
 	// A registry per server, not the process-wide default: several servers
 	// in one process (tests, the demo) would otherwise collide.
 	s.Metrics = stdprom.NewRegistry()
-	s.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), s.Leader.gauge())
 	requestsVec := stdprom.NewCounterVec(stdprom.CounterOpts{Namespace: "tongban", Name: "requests_total", Help: "Partner requests by method and outcome code."}, []string{"method", "code"})
 	latencyVec := stdprom.NewHistogramVec(stdprom.HistogramOpts{Namespace: "tongban", Name: "request_seconds", Help: "Partner request latency.", Buckets: stdprom.DefBuckets}, []string{"method"})
 	limitedVec := stdprom.NewCounterVec(stdprom.CounterOpts{Namespace: "tongban", Name: "rate_limited_total", Help: "Partner requests refused by the rate or concurrency limit."}, []string{"division", "limit"})
@@ -297,6 +305,12 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	}
 	bg, stop := context.WithCancel(context.Background())
 	defer stop()
+	// The leadership outlives the log's Run, so the last checkpoint below
+	// is still signed by the leader; it is released after it.
+	leading, release := context.WithCancel(context.Background())
+	defer release()
+	led := make(chan struct{})
+	go func() { _ = s.Leader.Run(leading); close(led) }()
 	done := make(chan struct{}, 2)
 	go func() { _ = s.Log.Run(bg); done <- struct{}{} }()
 	go func() { _ = s.Worker.Run(bg); done <- struct{}{} }()
@@ -316,6 +330,8 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	if serr := s.Log.Sync(context.Background()); serr != nil {
 		s.logger.Warn("final checkpoint", "err", serr)
 	}
+	release()
+	<-led
 	if cerr := s.Store.Close(); err == nil {
 		err = cerr
 	}
