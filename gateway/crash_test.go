@@ -39,7 +39,8 @@ func runChild() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	cfg.Delivery.Timeout = 500 * time.Millisecond // a short lease for a killed worker's claims
+	// A killed worker's claim is taken over once its lease ends.
+	cfg.Delivery.Timeout, cfg.Delivery.Lease = 500*time.Millisecond, 2*time.Second
 	srv, err := gateway.NewServer(context.Background(), cfg, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
