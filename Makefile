@@ -41,8 +41,15 @@ fuzz-short:
 fuzz:
 	@./scripts/fuzz.sh $(if $(filter 3s,$(FUZZTIME)),2m,$(FUZZTIME))
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+# Go benchmarks, then a short end-to-end load run (gateway as a child
+# process, both simulated receivers, loopback) that prints throughput,
+# latency, delivery lag and the ratio to the floor measured in the same run
+# (docs/performance.md). LOADTIME=60s for a longer run.
+LOADTIME  ?= 10s
+BENCHTIME ?= 1s
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
+	./$(BIN) load --local --duration $(LOADTIME) --json | tail -n 1
 
 clean:
 	rm -rf bin var
