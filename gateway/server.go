@@ -144,10 +144,15 @@ func NewServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*Server, 
 	routes := map[string]http.Handler{}
 	s.adminRoutes(routes)
 	s.auditRoutes(routes)
+	consoleHandler, err := s.newConsole(verifier)
+	if err != nil {
+		s.Store.Close()
+		return nil, err
+	}
 	s.Handler = NewHTTPHandler(MakeEndpoints(svc, s.Limiter.Middleware()), HTTPOptions{
 		Verifier: verifier, Signer: s.Gateway, PublicURL: cfg.PublicURL, Logger: logger,
 		Routes: routes, Ready: s.Ready, Metrics: promhttp.HandlerFor(s.Metrics, promhttp.HandlerOpts{}),
-		Unauthenticated: kitprom.NewCounter(unauthVec),
+		Unauthenticated: kitprom.NewCounter(unauthVec), Console: consoleHandler,
 	})
 	return s, nil
 }

@@ -34,6 +34,9 @@ type HTTPOptions struct {
 	// verified, by problem code (signing.md: counted and logged by the
 	// process, never written to the exchange log); optional.
 	Unauthenticated metrics.Counter
+	// Console is the web console, served under /console/ with its own
+	// session instead of signed requests (nil: no console).
+	Console http.Handler
 }
 
 type ctxKey int
@@ -104,6 +107,9 @@ func NewHTTPHandler(eps Endpoints, o HTTPOptions) http.Handler {
 	})
 	if o.Metrics != nil {
 		root.Handle("GET /metrics", o.Metrics)
+	}
+	if o.Console != nil {
+		root.Handle("/console/", o.Console)
 	}
 	root.Handle("/", v.Middleware(signed))
 	return root

@@ -30,6 +30,7 @@ var commands = map[string]command{
 	"certs":     {"make a dev PKI (SM2)", runCerts},
 	"sim":       {"run a simulated district approval system", runSim},
 	"demo":      {"run a gateway and both simulated districts and show the whole path", runDemo},
+	"console":   {"sign in to the web console with an administrator's or auditor's key", runConsole},
 	"load":      {"drive a gateway with signed cases and report throughput, latency and the floor", runLoad},
 	"bench":     {"measure the floor: the unavoidable cryptography and policy of one exchange", runBench},
 }
