@@ -515,17 +515,21 @@ func checkDenied(tb testing.TB, e *env, before uint64, code string, signer *cert
 	if d.Request.KeyID != signer.KeyID() || d.Request.Signature == "" || d.Request.SignatureBase == "" || d.Request.Digest == "" {
 		tb.Errorf("denied entry's request is not the signed request of %s: %s", signer.KeyID(), es[0].Bytes)
 	}
+	if want := map[*certs.Signer]string{pki.Nanhai: adapters.DivisionNanhai, pki.Liwan: adapters.DivisionLiwan}[signer]; want != "" && d.From != want {
+		tb.Errorf("denied entry from %q, want %s", d.From, want)
+	}
 	if es[0].LeafHash != exchangelog.LeafHash(es[0].Bytes) {
 		tb.Error("stored leaf hash is not SM3(0x00 ‖ entry)")
 	}
 	return d
 }
 
-// checkNoEntry checks nothing was appended to the log since before.
+// checkNoEntry checks no request appended an entry to the log since
+// before.
 func checkNoEntry(tb testing.TB, e *env, before uint64) {
 	tb.Helper()
 	if es := requestEntries(tb, e, before); len(es) != 0 {
-		tb.Errorf("an unauthenticated refusal wrote %d log entries: %s", len(es), es[0].Bytes)
+		tb.Errorf("a refusal that is not logged wrote %d log entries: %s", len(es), es[0].Bytes)
 	}
 }
 

@@ -422,3 +422,52 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestApplicantDistrictStatus: Liwan, where the physician applied, may not
+// send Nanhai's handling states for it (403 forbidden, logged), but may
+// send a withdrawal once Nanhai has the case.
+func TestApplicantDistrictStatus(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	f := loadFixtures(t)["liwan-physician"]
+	resp, err := e.liwan.SendCase(context.Background(), e.url, f.input)
+	id := send(t, "case", resp, err, http.StatusAccepted).Receipt.ExchangeID
+	ex := e.waitDelivered(t, id)
+	day := time.Now().Truncate(time.Second)
+	for _, st := range []adapters.State{adapters.Accepted, adapters.Approved, adapters.Denied} {
+		before := e.logSize(t)
+		p := sendStatus(t, e, e.liwan, ex.SourceCaseNo, st, day, http.StatusForbidden)
+		checkProblem(t, &answer{p.Status, http.Header{"Content-Type": {p.ContentType}}, p.Body}, 403, gateway.CodeForbidden, "/v1/status")
+		checkDenied(t, e, before, gateway.CodeForbidden, pki.Liwan)
+	}
+	for i, st := range []adapters.State{adapters.WithdrawalPending, adapters.Retracted} {
+		sendStatus(t, e, e.liwan, ex.SourceCaseNo, st, day.Add(time.Duration(i)*time.Minute), http.StatusAccepted)
+	}
+	e.waitDeliveries(t, id, 3)
+}
+
+// TestRateLimited: a partner over its rate gets 429 rate_limited with
+// Retry-After, as problem+json; the refusal is not written to the log.
+func TestRateLimited(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(_ testing.TB, cfg *gateway.Config) {
+		for i := range cfg.Partners {
+			if cfg.Partners[i].ID == "liwan" {
+				cfg.Partners[i].Limits = gateway.LimitsConfig{RatePerS: 0.001, Burst: 1, Concurrency: 4}
+			}
+		}
+	})
+	f := loadFixtures(t)["liwan-physician"]
+	resp, err := e.liwan.SendCase(context.Background(), e.url, f.input)
+	send(t, "case", resp, err, http.StatusAccepted)
+	before := e.logSize(t)
+	a := e.signed(t, pki.Liwan, http.MethodPost, "/v1/exchanges", "application/json", f.input)
+	checkProblem(t, a, http.StatusTooManyRequests, gateway.CodeRateLimited, "/v1/exchanges")
+	if ra, err := strconv.Atoi(a.Header.Get("Retry-After")); err != nil || ra < 1 {
+		t.Errorf("Retry-After %q", a.Header.Get("Retry-After"))
+	}
+	checkNoEntry(t, e, before)
+	// Nanhai's allowance is its own.
+	resp, err = e.nanhai.SendCase(context.Background(), e.url, loadFixtures(t)["nanhai-llc-setup"].input)
+	send(t, "Nanhai's case", resp, err, http.StatusAccepted)
+}
