@@ -26,6 +26,7 @@ import (
 	"github.com/tongban/tongban/adapters"
 	"github.com/tongban/tongban/certs"
 	"github.com/tongban/tongban/gateway/exchangelog"
+	"github.com/tongban/tongban/gateway/store"
 	"github.com/tongban/tongban/httpsig"
 	"github.com/tongban/tongban/policies"
 	"github.com/tongban/tongban/sim"
@@ -864,5 +865,83 @@ func checkNoPersonalDataLogged(t *testing.T, e *adminEnv) {
 				t.Fatalf("logged policy input has fields %v", keys)
 			}
 		}
+	}
+}
+
+// BenchmarkSimulate measures a simulation of a draft over 1,000 logged
+// decisions (half of them physician registrations that the draft turns
+// from allow to deny), store reads included.
+func BenchmarkSimulate(b *testing.B) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, "sqlite", filepath.Join(b.TempDir(), "bench.db"))
+	mustDo(b, err)
+	defer st.Close()
+	pilot, err := policies.Compile(ctx, policies.Pilot())
+	mustDo(b, err)
+	s := &Server{Store: st, Policy: policies.NewSwitch(pilot), logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	at := time.Date(2026, 11, 27, 9, 45, 0, 0, chinaTime)
+	inputs := []policies.Input{
+		{From: adapters.DivisionNanhai, To: adapters.DivisionLiwan, BasicCode: "000105001000", ApplicantKind: "ENTERPRISE", Channel: "COUNTER", Materials: []string{"M001", "M002", "M003", "M004"}, Time: at},
+		{From: adapters.DivisionLiwan, To: adapters.DivisionNanhai, BasicCode: "000114001000", ApplicantKind: "PERSON", Channel: "COUNTER", Materials: []string{"M201", "M202", "M203", "M204"}, Time: at},
+	}
+	const n = 1000
+	for i := range n {
+		in := inputs[i%2]
+		d, err := pilot.Decide(ctx, in)
+		mustDo(b, err)
+		d.Revision = pilot.Revision()
+		ib, db, err := marshalDecision(in, d)
+		mustDo(b, err)
+		entry, err := logAppend(&exchangelog.ExchangeEntry{Header: exchangelog.Header{Time: at}, Exchange: fmt.Sprintf("X%05d", i),
+			From: in.From, To: in.To, Item: in.BasicCode, SourceCase: fmt.Sprint(i), PolicyInput: ib, Decision: db,
+			Request:    exchangelog.Signed{Digest: strings.Repeat("0", 64), SignatureBase: "-", Signature: "AA==", KeyID: strings.Repeat("0", 64)},
+			Translated: exchangelog.Digest{Digest: strings.Repeat("0", 64)}}, at)
+		mustDo(b, err)
+		_, err = st.AppendEntry(ctx, entry)
+		mustDo(b, err)
+	}
+	files := policies.Pilot().Files()
+	files[policies.CatalogPath] = bytes.Replace(files[policies.CatalogPath], []byte("\"department\": \"health\",\n      \"cross_district\": true"), []byte("\"department\": \"health\",\n      \"cross_district\": false"), 1)
+	draft, err := policies.BundleFromFiles(files)
+	mustDo(b, err)
+	d := &store.Draft{ID: "bench", Revision: draft.Revision(), Bundle: draft.Tar(), UploadedBy: "-", UploadedAt: at, Validated: true}
+	mustDo(b, st.SaveDraft(ctx, d))
+	req := httptest.NewRequest(http.MethodPost, "/admin/v1/policy/drafts/bench/simulate?n=1000", nil)
+	req.SetPathValue("id", "bench")
+	b.ResetTimer()
+	for b.Loop() {
+		_, doc, err := s.simulateDraft(ctx, nil, req)
+		mustDo(b, err)
+		if rep := doc.(SimulationReport); rep.Evaluated != n || rep.AllowToDeny != n/2 {
+			b.Fatalf("simulation %d evaluated, %d allow → deny", rep.Evaluated, rep.AllowToDeny)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/decision")
+}
+
+// BenchmarkReadDraft measures reading an uploaded pilot bundle as a tar and
+// as a multipart form of its files.
+func BenchmarkReadDraft(b *testing.B) {
+	pilot := policies.Pilot()
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	for path, content := range pilot.Files() {
+		w, err := mw.CreateFormFile(path, filepath.Base(path))
+		mustDo(b, err)
+		_, _ = w.Write(content)
+	}
+	mustDo(b, mw.Close())
+	for _, tc := range []struct {
+		name, contentType string
+		body              []byte
+	}{{"tar", "application/x-tar", pilot.Tar()}, {"multipart", mw.FormDataContentType(), buf.Bytes()}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(tc.body)))
+			for b.Loop() {
+				if _, err := readDraft(tc.contentType, tc.body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
