@@ -459,6 +459,30 @@ func (s *Server) activate(ctx context.Context, vr *httpsig.Verified, b *policies
 	return http.StatusOK, ActivationView{Revision: a.Revision, Previous: prev, ActivatedBy: a.By, ActivatedAt: now.In(chinaTime), LogIndex: a.LogIndex}, nil
 }
 
+// SyncPolicy makes the newest recorded activation the active policy when
+// another replica activated it (replicas share the store but not their
+// engines). It reports whether the engine changed. Run calls it on a timer
+// where several replicas serve; a single gateway never needs it.
+func (s *Server) SyncPolicy(ctx context.Context) (bool, error) {
+	acts, err := s.Store.Activations(ctx)
+	if err != nil || len(acts) == 0 || acts[0].Revision == s.Policy.Load().Revision() {
+		return false, err
+	}
+	b, err := policies.BundleFromTar(bytes.NewReader(acts[0].Bundle), maxBundleBytes)
+	if err != nil {
+		return false, err
+	}
+	engine, err := policies.Compile(ctx, b)
+	if err != nil {
+		return false, err
+	}
+	activation.Lock()
+	defer activation.Unlock()
+	s.Policy.Activate(engine)
+	s.logger.InfoContext(ctx, "policy activated by another replica", "revision", b.Revision(), "by", acts[0].By)
+	return true, nil
+}
+
 // HistoryItem is one activation, or (Initial) the revision the gateway ran
 // before the first one.
 type HistoryItem struct {

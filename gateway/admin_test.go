@@ -775,6 +775,32 @@ func TestAdminSimulateActivateRollback(t *testing.T) {
 	checkPhysicianDenied(t)
 }
 
+// TestSyncPolicy: a replica whose engine is behind the store's newest
+// activation takes it up with SyncPolicy.
+func TestSyncPolicy(t *testing.T) {
+	e := newAdminEnv(t)
+	ctx := context.Background()
+	draft := disablePhysician(t)
+	d := e.push(t, draft)
+	if rep := e.validate(t, d.ID); !rep.OK {
+		t.Fatalf("validation: %+v", rep)
+	}
+	e.admin(t, http.MethodPost, "/admin/v1/policy/drafts/"+d.ID+"/activate", "", nil, http.StatusOK, nil)
+	if changed, err := e.srv.SyncPolicy(ctx); err != nil || changed {
+		t.Fatalf("SyncPolicy on the replica that activated: %v %v", changed, err)
+	}
+	// Pretend to be a replica that has not seen the activation.
+	pilot, err := policies.Compile(ctx, policies.Pilot())
+	mustDo(t, err)
+	e.srv.Policy.Activate(pilot)
+	if changed, err := e.srv.SyncPolicy(ctx); err != nil || !changed {
+		t.Fatalf("SyncPolicy on a stale replica: %v %v", changed, err)
+	}
+	if got := e.srv.Policy.Load().Revision(); got != draft.Revision() {
+		t.Fatalf("after SyncPolicy the revision is %s, want %s", got, draft.Revision())
+	}
+}
+
 // submitContinuously sends Nanhai sample cases one after another until
 // stopped; results returns what was answered so far, stop ends the load and
 // returns every result.
