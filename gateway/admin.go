@@ -461,8 +461,9 @@ func (s *Server) activate(ctx context.Context, vr *httpsig.Verified, b *policies
 
 // SyncPolicy makes the newest recorded activation the active policy when
 // another replica activated it (replicas share the store but not their
-// engines). It reports whether the engine changed. Run calls it on a timer
-// where several replicas serve; a single gateway never needs it.
+// engines). It reports whether the engine changed. Where several replicas
+// serve, call it on a timer (Run does not yet); a single gateway never
+// needs it.
 func (s *Server) SyncPolicy(ctx context.Context) (bool, error) {
 	acts, err := s.Store.Activations(ctx)
 	if err != nil || len(acts) == 0 || acts[0].Revision == s.Policy.Load().Revision() {
