@@ -218,7 +218,7 @@ func catalogChanges(v *view, active, draft *policies.Catalog) []catalogChange {
 		days := func(m map[string]int) string {
 			var s []string
 			for _, k := range sortedKeys(m) {
-				s = append(s, v.ModeName(k)+": "+v.T("xc.days", m[k]))
+				s = append(s, v.District(k)+"："+v.T("xc.days", m[k]))
 			}
 			return orDash(strings.Join(s, "；"))
 		}

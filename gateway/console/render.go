@@ -225,9 +225,10 @@ type catalogRow struct {
 	Item       policies.Item
 	Department string
 	Materials  []struct{ Code, Name string }
-	Days       []struct {
-		Mode string
-		Days int
+	// Days are the promised working days by owning division.
+	Days []struct {
+		Division string
+		Days     int
 	}
 }
 
@@ -246,8 +247,8 @@ func catalogRows(c *policies.Catalog) []catalogRow {
 		}
 		for _, m := range sortedKeys(it.PromisedDays) {
 			r.Days = append(r.Days, struct {
-				Mode string
-				Days int
+				Division string
+				Days     int
 			}{m, it.PromisedDays[m]})
 		}
 		rows = append(rows, r)

@@ -224,17 +224,30 @@ func (e *Env) Seed(ctx context.Context) (*Seeded, error) {
 // Submit sends a sample case of item from partner ("nanhai" or "liwan"),
 // expecting HTTP status want, and returns its case number.
 func (e *Env) Submit(ctx context.Context, from, item string, want int) (string, error) {
+	status, caseNo, body, err := e.SubmitStatus(ctx, from, item)
+	if err != nil {
+		return "", err
+	}
+	if status != want {
+		return caseNo, fmt.Errorf("%s %s: HTTP %d, want %d: %s", from, item, status, want, body)
+	}
+	return caseNo, nil
+}
+
+// SubmitStatus sends a sample case of item from partner and returns the
+// HTTP status, the case number and the answer's body.
+func (e *Env) SubmitStatus(ctx context.Context, from, item string) (int, string, []byte, error) {
 	p := e.Nanhai
 	if from == "liwan" {
 		p = e.Liwan
 	}
 	body, caseNo, err := p.NextCase(sim.SampleOptions{})
 	if err != nil {
-		return "", err
+		return 0, "", nil, err
 	}
 	c, err := p.Codec().DecodeCase(body)
 	if err != nil {
-		return "", err
+		return 0, "", nil, err
 	}
 	if c.Item.BasicCode != item {
 		c.Item.ImplCode = c.Item.ImplCode[:len(c.Item.ImplCode)-len(c.Item.BasicCode)] + item
@@ -255,17 +268,14 @@ func (e *Env) Submit(ctx context.Context, from, item string, want int) (string, 
 			c.Applicant.Kind, c.Applicant.Mobile = adapters.Person, ""
 		}
 		if body, err = p.Codec().EncodeCase(c); err != nil {
-			return "", err
+			return 0, "", nil, err
 		}
 	}
 	resp, err := p.SendCase(ctx, e.URL, body)
 	if err != nil {
-		return "", err
+		return 0, "", nil, err
 	}
-	if resp.Status != want {
-		return caseNo, fmt.Errorf("%s %s: HTTP %d, want %d: %s", from, item, resp.Status, want, resp.Body)
-	}
-	return caseNo, nil
+	return resp.Status, caseNo, resp.Body, nil
 }
 
 // Track is the gateway's view of a case, as its sender sees it.
