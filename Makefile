@@ -4,7 +4,7 @@ PKGS      := ./...
 FUZZTIME  ?= 3s
 BIN       := bin/tongban
 
-.PHONY: all build run test vet lint opa-check unit fuzz-short fuzz bench clean
+.PHONY: all build run test vet lint opa-check unit pg-status fuzz-short fuzz bench replicas replicas-bench clean
 
 all: build
 
@@ -15,7 +15,7 @@ build:
 run: build
 	./$(BIN) demo
 
-test: vet lint opa-check unit fuzz-short
+test: vet lint opa-check unit pg-status fuzz-short
 	@echo "make test: all checks passed"
 
 vet:
@@ -33,6 +33,30 @@ opa-check:
 
 unit:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# Says plainly whether the PostgreSQL suite ran: without a reachable
+# PostgreSQL (TONGBAN_TEST_POSTGRES, default 127.0.0.1:5432) its tests are
+# skipped, not failed, unless TONGBAN_REQUIRE_POSTGRES=1 (as .ci/run sets).
+pg-status:
+	@if $(GO) test -count=1 -run '^TestPostgresReachable$$' -v ./replicas/ 2>&1 | grep -q -- '--- PASS'; then \
+		echo "make test: the PostgreSQL suite ran (store conformance on PostgreSQL, log leader election, several replicas)"; \
+	else \
+		echo "make test: PostgreSQL is NOT reachable, so the PostgreSQL suite was NOT run: only the SQLite store was tested."; \
+		echo "           Start PostgreSQL on 127.0.0.1:5432 (trust auth, database test) or set TONGBAN_TEST_POSTGRES; .ci/run starts or installs it."; \
+	fi
+
+# Several replicas at full size: three gateway processes on one PostgreSQL,
+# 5,000 cases round-robin, the leader killed once; the export it writes is
+# then checked by `tongban audit verify`.
+replicas: build
+	@mkdir -p var/replicas
+	TONGBAN_REQUIRE_POSTGRES=1 TONGBAN_REPLICAS_CASES=5000 TONGBAN_REPLICAS_EXPORT=$(CURDIR)/var/replicas/export.tar \
+		$(GO) test -count=1 -timeout 30m -run '^TestThreeReplicasLeaderKilled$$' -v ./replicas/
+	./$(BIN) audit verify --log-key var/replicas/export.tar.log.pem var/replicas/export.tar
+
+# Accepted exchanges per second with 1, 2 and 3 replicas on one PostgreSQL.
+replicas-bench:
+	TONGBAN_REQUIRE_POSTGRES=1 $(GO) test -count=1 -run '^$$' -bench . -benchtime 1500x -timeout 30m ./replicas/
 
 # Every fuzz target for a short budget; `make fuzz FUZZTIME=5m` for longer.
 fuzz-short:

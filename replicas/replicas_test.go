@@ -436,3 +436,10 @@ func problemCode(b []byte) string {
 	_ = json.Unmarshal(b, &p)
 	return p.Code
 }
+
+// TestPostgresReachable passes when the PostgreSQL suite can run, and is
+// skipped (failed with TONGBAN_REQUIRE_POSTGRES=1) when it cannot; `make
+// test` reports from it whether the PostgreSQL suite ran.
+func TestPostgresReachable(t *testing.T) {
+	requirePostgres(t)
+}
