@@ -316,9 +316,10 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	defer release()
 	led := make(chan struct{})
 	go func() { _ = s.Leader.Run(leading); close(led) }()
-	done := make(chan struct{}, 2)
+	done := make(chan struct{}, 3)
 	go func() { _ = s.Log.Run(bg); done <- struct{}{} }()
 	go func() { _ = s.Worker.Run(bg); done <- struct{}{} }()
+	go func() { s.followPolicy(bg); done <- struct{}{} }()
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
@@ -330,6 +331,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		cancel()
 	}
 	stop()
+	<-done
 	<-done
 	<-done
 	if serr := s.Log.Sync(context.Background()); serr != nil {
@@ -348,3 +350,26 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 
 // Close releases the store (for a server that was never Run).
 func (s *Server) Close() error { return s.Store.Close() }
+
+// followPolicy takes up, within a second, an activation another replica
+// stored (replicas share the store; each holds its own engine). With SQLite
+// there is one process, which activated it itself.
+func (s *Server) followPolicy(ctx context.Context) {
+	if s.Config.Store.Driver == store.DriverSQLite {
+		return
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if changed, err := s.SyncPolicy(ctx); err != nil {
+				s.logger.Warn("policy sync", "err", err)
+			} else if changed {
+				s.logger.Info("policy taken up from another replica", "revision", s.Policy.Load().Revision())
+			}
+		}
+	}
+}
