@@ -56,11 +56,11 @@ type run struct {
 	liwan   *sim.Partner
 	logFile *os.File
 
-	mu      sync.Mutex
-	proc    *exec.Cmd
-	exited  chan struct{}
-	kills   int
-	cases   map[string]*outcome // by sender division + "/" + case number
+	mu     sync.Mutex
+	proc   *exec.Cmd
+	exited chan struct{}
+	kills  int
+	cases  map[string]*outcome // by sender division + "/" + case number
 }
 
 // outcome is what the load generator knows of one case it sent.
