@@ -4,7 +4,7 @@ PKGS      := ./...
 FUZZTIME  ?= 3s
 BIN       := bin/tongban
 
-.PHONY: all build run test vet lint opa-check unit pg-status fuzz-short fuzz bench replicas replicas-bench clean
+.PHONY: all build run test vet lint opa-check unit pg-status fuzz-short fuzz bench replicas replicas-bench clean reliability chaos
 
 all: build
 
@@ -15,7 +15,7 @@ build:
 run: build
 	./$(BIN) demo
 
-test: vet lint opa-check unit pg-status fuzz-short
+test: vet lint opa-check unit reliability pg-status fuzz-short
 	@echo "make test: all checks passed"
 
 vet:
@@ -77,3 +77,18 @@ bench: build
 
 clean:
 	rm -rf bin var
+
+# Timing tests that the race detector would distort (unit runs with -race):
+# one partner flooding at 10x its rate limit while the other's p99 stays
+# within 2x of idle. The short crash-safety run (go test ./chaos) is in unit.
+reliability:
+	$(GO) test -count=1 -run 'TestFloodIsolation' ./gateway/
+
+# The long crash-safety run (docs/reliability.md): the real binary killed
+# with SIGKILL CHAOS_KILLS times under load; figures in var/chaos-report.json.
+CHAOS_KILLS ?= 25
+chaos:
+	@mkdir -p var
+	TONGBAN_CHAOS=long TONGBAN_CHAOS_KILLS=$(CHAOS_KILLS) TONGBAN_CHAOS_REPORT=$(CURDIR)/var/chaos-report.json \
+		$(GO) test -count=1 -v -timeout 60m -run 'TestChaos' ./chaos/
+	$(GO) test -count=1 -v -run 'TestFloodIsolation' ./gateway/
