@@ -96,10 +96,12 @@ type LocalOptions struct {
 	Lag *LagTracker
 	// Connections sizes the client's connection pool.
 	Connections int
-	// ExtraConfig is appended to the generated YAML configuration (e.g. a
-	// delivery: section). The generated one lifts the per-partner rate and
-	// concurrency limits out of the way: a load run measures the pipeline,
-	// not the limiter.
+	// ExtraConfig is appended to the generated YAML configuration. The
+	// generated one lifts the per-partner rate and concurrency limits out
+	// of the way (a load run measures the pipeline, not the limiter) and
+	// lets 32 deliveries per partner be in flight (the default 4 cannot
+	// keep up with the acceptance rate on loopback; docs/performance.md);
+	// without ExtraConfig it says "delivery: {concurrency: 32}".
 	ExtraConfig string
 }
 
@@ -153,6 +155,9 @@ func StartLocal(ctx context.Context, o LocalOptions) (_ *Local, err error) {
 		return nil, err
 	}
 	l.URL = "https://" + addr
+	if o.ExtraConfig == "" {
+		o.ExtraConfig = "delivery: {concurrency: 32}\n"
+	}
 	cfg := fmt.Sprintf(`listen: %q
 data: %q
 partners:
