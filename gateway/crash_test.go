@@ -39,8 +39,7 @@ func runChild() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	// A killed worker's claim is taken over once its lease ends.
-	cfg.Delivery.Timeout, cfg.Delivery.Lease = 500*time.Millisecond, 2*time.Second
+	cfg.Delivery.Timeout = 500 * time.Millisecond // the default lease: a restarted SQLite gateway releases the dead claims itself
 	srv, err := gateway.NewServer(context.Background(), cfg, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

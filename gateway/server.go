@@ -51,7 +51,9 @@ type Server struct {
 	// SQLite; the holder of an advisory lock, with PostgreSQL).
 	Leader *Leader
 	core   *service
-	logger *slog.Logger
+	// revocation reloads the revocation list file (nil without one).
+	revocation *revocationWatcher
+	logger     *slog.Logger
 }
 
 // codecs by partner id; a third district adds one line here and one folder
@@ -76,6 +78,11 @@ func NewServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*Server, 
 			return nil, fmt.Errorf("dev PKI: %w", err)
 		}
 	}
+	for _, key := range []string{cfg.Keys.Gateway.Key, cfg.Keys.Log.Key, cfg.TLS.Key} {
+		if err := checkPrivateKeyFile(key); err != nil {
+			return nil, err
+		}
+	}
 	pass, err := cfg.passphrase()
 	if err != nil {
 		return nil, err
@@ -88,6 +95,16 @@ func NewServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*Server, 
 	}
 	if err := s.loadTrust(); err != nil {
 		return nil, err
+	}
+	retiredLog, err := s.loadRetired()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.RevocationFile != "" {
+		s.revocation = &revocationWatcher{path: cfg.RevocationFile, trust: s.Trust, log: logger}
+		if _, err := s.revocation.load(); err != nil {
+			return nil, err
+		}
 	}
 
 	if s.Store, err = store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN, store.WithMaxConns(cfg.Store.MaxConns)); err != nil {
@@ -102,13 +119,17 @@ func NewServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*Server, 
 		return nil, err
 	}
 	logOpts := exchangelog.NewOptions().WithOrigin(cfg.Log.Origin).WithSigner(s.LogKey).
-		WithLogCertificates(s.LogKey.Certificate()).WithInterval(cfg.Log.CheckpointInterval).WithLogger(logger).
+		WithLogCertificates(append([]*certs.Certificate{s.LogKey.Certificate()}, retiredLog...)...).WithInterval(cfg.Log.CheckpointInterval).WithLogger(logger).
 		WithLeader(s.Leader.IsLeader)
 	if s.Log, err = exchangelog.Open(ctx, logStore{s.Store}, logOpts); err != nil {
 		s.Store.Close()
 		return nil, fmt.Errorf("exchange log: %w", err)
 	}
 
+	if err := s.releaseClaims(ctx); err != nil {
+		s.Store.Close()
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
 	s.Worker, err = delivery.New(delivery.Options{
 		Store: s.Store, Signer: s.Gateway, Trust: s.Trust, Partners: s.deliveryPartners(),
 		MaxAttempts: cfg.Delivery.MaxAttempts, InitialBackoff: cfg.Delivery.InitialBackoff,
@@ -317,6 +338,9 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	led := make(chan struct{})
 	go func() { _ = s.Leader.Run(leading); close(led) }()
 	done := make(chan struct{}, 3)
+	if s.revocation != nil {
+		go s.revocation.run(bg, s.Config.RevocationReload)
+	}
 	go func() { _ = s.Log.Run(bg); done <- struct{}{} }()
 	go func() { _ = s.Worker.Run(bg); done <- struct{}{} }()
 	go func() { s.followPolicy(bg); done <- struct{}{} }()
@@ -372,4 +396,31 @@ func (s *Server) followPolicy(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// releaseClaims makes deliveries a crashed predecessor left in flight due
+// again at once. Only with SQLite, where one process owns the outbox; with
+// several replicas a claim's lease says when another may take it over.
+// The partner deduplicates by Idempotency-Key, so an attempt that did reach
+// it before the crash is answered with its first acknowledgement.
+func (s *Server) releaseClaims(ctx context.Context) error {
+	if s.Config.Store.Driver != store.DriverSQLite {
+		return nil
+	}
+	ds, err := s.Store.Deliveries(ctx, store.StateDelivering, 1<<20)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	for _, d := range ds {
+		out := store.DeliveryOutcome{State: store.StateRetrying, Attempts: d.Attempts, NextAttempt: now,
+			LastError: "the gateway stopped during this attempt"}
+		if err := s.Store.FinishDelivery(ctx, d.ID, out); err != nil && !errors.Is(err, store.ErrConflict) {
+			return err
+		}
+	}
+	if len(ds) > 0 {
+		s.logger.Info("deliveries left in flight by the previous run are due again", "count", len(ds))
+	}
+	return nil
 }
