@@ -13,6 +13,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,39 +26,53 @@ import (
 )
 
 // One gateway, seeded once, for the whole file: starting and seeding takes
-// a few seconds.
+// a few seconds, so it starts only when a test needs it (not for the fuzz
+// target's workers).
 var (
-	env  *consoletest.Env
-	seed *consoletest.Seeded
+	env     *consoletest.Env
+	seed    *consoletest.Seeded
+	envOnce sync.Once
+	envErr  error
+	envDir  string
 )
 
+func needEnv(tb testing.TB) {
+	tb.Helper()
+	envOnce.Do(func() {
+		if envDir, envErr = os.MkdirTemp("", "console-test-"); envErr != nil {
+			return
+		}
+		ctx := context.Background()
+		if env, envErr = consoletest.Start(ctx, envDir, nil); envErr != nil {
+			return
+		}
+		seed, envErr = env.Seed(ctx)
+	})
+	if envErr != nil {
+		tb.Fatal(envErr)
+	}
+}
+
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "console-test-")
-	if err != nil {
-		panic(err)
-	}
-	ctx := context.Background()
-	if env, err = consoletest.Start(ctx, dir, nil); err != nil {
-		panic(err)
-	}
-	if seed, err = env.Seed(ctx); err != nil {
-		env.Close()
-		panic(err)
-	}
 	code := m.Run()
-	env.Close()
-	_ = os.RemoveAll(dir)
+	if env != nil {
+		env.Close()
+	}
+	if envDir != "" {
+		_ = os.RemoveAll(envDir)
+	}
 	os.Exit(code)
 }
 
 // browser is a cookie-keeping client that does not follow redirects.
 type browser struct {
-	t   *testing.T
+	t   testing.TB
 	c   *http.Client
 	jar *cookiejar.Jar
 }
 
-func newBrowser(t *testing.T) *browser {
+func newBrowser(t testing.TB) *browser {
+	needEnv(t)
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Transport: env.Client.Transport, Jar: jar, Timeout: 30 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -111,7 +126,7 @@ var (
 )
 
 // signIn signs in as signer and returns the browser and its CSRF token.
-func signIn(t *testing.T, signer *certs.Signer) (*browser, string) {
+func signIn(t testing.TB, signer *certs.Signer) (*browser, string) {
 	t.Helper()
 	b := newBrowser(t)
 	p := b.get("/console/login")
@@ -523,3 +538,37 @@ func TestAssetsEmbedded(t *testing.T) {
 		}
 	}
 }
+
+// Benchmarks: whole requests over HTTPS to the seeded gateway (TLS,
+// session, backend, template).
+
+func benchGet(b *testing.B, path string) {
+	br, _ := signIn(b, env.PKI.Auditor)
+	b.ResetTimer()
+	for b.Loop() {
+		if p := br.get(path); p.status != http.StatusOK {
+			b.Fatalf("%s: %d", path, p.status)
+		}
+	}
+}
+
+func exchangeID(b *testing.B) string {
+	needEnv(b)
+	v, err := env.Track(context.Background(), seed.PhysicianLiwan)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return v.ExchangeID
+}
+
+func BenchmarkExchangePage(b *testing.B) { benchGet(b, "/console/exchanges/"+exchangeID(b)) }
+
+func BenchmarkSearchByCaseNo(b *testing.B) {
+	benchGet(b, "/console/exchanges?case="+url.QueryEscape(seed.LiwanCase))
+}
+
+func BenchmarkSearchLatest(b *testing.B) { benchGet(b, "/console/exchanges") }
+
+func BenchmarkInclusionAPI(b *testing.B) { benchGet(b, "/console/api/inclusion/1") }
+
+func BenchmarkLogPage(b *testing.B) { benchGet(b, "/console/log") }

@@ -240,11 +240,18 @@ func (c *Console) setLang(w http.ResponseWriter, r *http.Request) {
 	}
 	http.SetCookie(w, &http.Cookie{Name: langCookie, Value: lang, Path: "/console/", MaxAge: 365 * 24 * 3600,
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
-	back := r.URL.Query().Get("back")
-	if u, err := url.Parse(back); err != nil || u.Scheme != "" || u.Host != "" || !strings.HasPrefix(u.Path, "/console/") || strings.HasPrefix(back, "//") {
-		back = "/console/"
+	http.Redirect(w, r, safeBack(r.URL.Query().Get("back")), http.StatusSeeOther)
+}
+
+// safeBack is back if it is a path of the console on this host, else
+// /console/: the language switch is no open redirect.
+func safeBack(back string) string {
+	u, err := url.Parse(back)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" ||
+		!strings.HasPrefix(back, "/console/") || strings.ContainsAny(back, "\\\r\n\t") || strings.Contains(back, "/..") {
+		return "/console/"
 	}
-	http.Redirect(w, r, back, http.StatusSeeOther)
+	return back
 }
 
 // flashTo queues a message for the session's next page and redirects there
