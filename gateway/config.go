@@ -41,6 +41,11 @@ type Config struct {
 	Delivery DeliveryConfig `yaml:"delivery"`
 	// MaxBodyBytes limits request bodies (default 16 MiB).
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// RevocationFile lists revoked certificates (ParseRevocationList); it is
+	// read at start and again whenever it changes.
+	RevocationFile string `yaml:"revocation_file"`
+	// RevocationReload is how often RevocationFile is checked (default 2 s).
+	RevocationReload time.Duration `yaml:"revocation_reload"`
 	// Limits are every partner's request limits; a partner's own limits
 	// override them field by field.
 	Limits LimitsConfig `yaml:"limits"`
@@ -90,6 +95,10 @@ type KeysConfig struct {
 	// encrypted PKCS#8 keys; PassphraseFile a file holding it.
 	PassphraseEnv  string `yaml:"passphrase_env"`
 	PassphraseFile string `yaml:"passphrase_file"`
+	// RetiredDir holds the certificates (and keys) `tongban certs rotate`
+	// rotated out, still trusted for what they signed (default retired/
+	// beside the log certificate).
+	RetiredDir string `yaml:"retired_dir"`
 }
 
 // PartnerConfig is one district system.
@@ -236,6 +245,9 @@ func (c *Config) ApplyDefaults() error {
 	c.Limits = c.Limits.withDefaults(LimitsConfig{})
 	for i := range c.Partners {
 		c.Partners[i].Limits = c.Partners[i].Limits.withDefaults(c.Limits)
+	}
+	if c.RevocationReload == 0 {
+		c.RevocationReload = 2 * time.Second
 	}
 	h := &c.HTTP
 	setDuration := func(p *time.Duration, d time.Duration) {
