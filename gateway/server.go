@@ -73,7 +73,13 @@ func NewServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*Server, 
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, err
 	}
-	if strings.HasPrefix(cfg.Keys.Gateway.Key, cfg.DevCertsDir()+string(filepath.Separator)) {
+	pass, err := cfg.passphrase()
+	if err != nil {
+		return nil, err
+	}
+	// The dev PKI is made (or completed) on first run; encrypted keys are
+	// an operator's own and left alone.
+	if pass == nil && strings.HasPrefix(cfg.Keys.Gateway.Key, cfg.DevCertsDir()+string(filepath.Separator)) {
 		if err := certs.InitDevPKI(cfg.DevCertsDir()); err != nil {
 			return nil, fmt.Errorf("dev PKI: %w", err)
 		}
@@ -82,10 +88,6 @@ func NewServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*Server, 
 		if err := checkPrivateKeyFile(key); err != nil {
 			return nil, err
 		}
-	}
-	pass, err := cfg.passphrase()
-	if err != nil {
-		return nil, err
 	}
 	if s.Gateway, err = certs.LoadSigner(cfg.Keys.Gateway.Cert, cfg.Keys.Gateway.Key, pass); err != nil {
 		return nil, fmt.Errorf("gateway key: %w", err)
