@@ -93,12 +93,23 @@ func (s *sessions) sweep(now time.Time) {
 	}
 }
 
+// maxChallenges bounds the sign-ins in progress: anyone may open the
+// sign-in page, so its challenges must not grow without limit.
+const maxChallenges = 10000
+
 // newChallenge starts a sign-in for a browser.
 func (s *sessions) newChallenge() *challenge {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
 	s.sweep(now)
+	for code, c := range s.challenges {
+		if len(s.challenges) < maxChallenges {
+			break
+		}
+		delete(s.challenges, code)
+		delete(s.byToken, c.token)
+	}
 	c := &challenge{code: newCode(), binding: random(32), expires: now.Add(s.signInTTL)}
 	s.challenges[c.code] = c
 	cp := *c

@@ -110,3 +110,14 @@ func TestSafeBack(t *testing.T) {
 		}
 	}
 }
+
+func TestChallengesBounded(t *testing.T) {
+	c := &clock{time.Date(2026, 11, 27, 10, 0, 0, 0, cst)}
+	s := newSessions(c.now, 30*time.Minute, 5*time.Minute)
+	for range maxChallenges + 50 {
+		s.newChallenge()
+	}
+	if n := len(s.challenges); n > maxChallenges {
+		t.Errorf("%d challenges kept", n)
+	}
+}
