@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/tongban/tongban/certs"
 )
 
 func BenchmarkSignRequest(b *testing.B) {
@@ -16,6 +18,25 @@ func BenchmarkSignRequest(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkSignRequest20KiB signs a delivery-sized body (20 KiB, the load
+// test's case size), hashing it, and with the digest given (WithBodyDigest,
+// as the delivery worker does with the digest stored with its row).
+func BenchmarkSignRequest20KiB(b *testing.B) {
+	body := make([]byte, 20<<10)
+	sign := func(b *testing.B, opts ...Option) {
+		b.ReportAllocs()
+		for b.Loop() {
+			req, _ := http.NewRequest("POST", publicURL+"/cases", nil)
+			req.Header.Set("Content-Type", "application/json")
+			if _, err := SignRequest(req, body, pki.Nanhai, opts...); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("hashed", func(b *testing.B) { sign(b) })
+	b.Run("digest-given", func(b *testing.B) { sign(b, WithBodyDigest(certs.SM3(body))) })
 }
 
 // BenchmarkMiddleware is the whole verifying middleware per request (a

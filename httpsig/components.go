@@ -141,8 +141,13 @@ func fieldValue(h http.Header, name string) (string, bool) {
 // ContentDigest returns the Content-Digest field value for body:
 // sm3=:<base64 SM3>:.
 func ContentDigest(body []byte) string {
-	d := certs.SM3(body)
-	return "sm3=:" + base64.StdEncoding.EncodeToString(d[:]) + ":"
+	return contentDigestOf(certs.SM3(body))
+}
+
+// contentDigestOf is the Content-Digest field value for a body whose SM3 is
+// sum.
+func contentDigestOf(sum [certs.SM3Size]byte) string {
+	return "sm3=:" + base64.StdEncoding.EncodeToString(sum[:]) + ":"
 }
 
 // parseContentDigest reads a Content-Digest field that must hold exactly
