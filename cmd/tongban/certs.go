@@ -8,9 +8,12 @@ import (
 	"github.com/tongban/tongban/certs"
 )
 
-func runCerts(_ context.Context, args []string, stdout, stderr io.Writer) int {
+func runCerts(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "rotate" {
+		return runCertsRotate(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "init" {
-		fmt.Fprintln(stderr, "usage: tongban certs init [--dir DIR]")
+		fmt.Fprintln(stderr, "usage: tongban certs init [--dir DIR] | tongban certs rotate --role gateway|log [flags]")
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return 0
 		}
