@@ -80,6 +80,33 @@ type relEnv struct {
 type relSim struct {
 	*sim.Partner
 	url string
+
+	mu     sync.Mutex
+	faults []relFault // applied to the next requests, one each
+}
+
+// relFault misbehaves instead of the simulator on one request.
+type relFault func(w http.ResponseWriter, r *http.Request)
+
+// failNext makes the next requests meet these faults, in order.
+func (s *relSim) failNext(fs ...relFault) {
+	s.mu.Lock()
+	s.faults = append(s.faults, fs...)
+	s.mu.Unlock()
+}
+
+func (s *relSim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	var f relFault
+	if len(s.faults) > 0 {
+		f, s.faults = s.faults[0], s.faults[1:]
+	}
+	s.mu.Unlock()
+	if f != nil {
+		f(w, r)
+		return
+	}
+	s.Partner.ServeHTTP(w, r)
 }
 
 // relOption changes the configuration after its defaults are applied.
@@ -198,10 +225,11 @@ func relNewSim(tb testing.TB, pki *certs.DevPKI, division string, client *http.C
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second}}
+	rs := &relSim{Partner: p, url: u}
+	srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: rs, ReadHeaderTimeout: 10 * time.Second}}
 	srv.Start()
 	tb.Cleanup(srv.Close)
-	return &relSim{Partner: p, url: u}
+	return rs
 }
 
 // relAnswer is a raw HTTP answer.
