@@ -41,6 +41,8 @@ type Config struct {
 	Delivery DeliveryConfig `yaml:"delivery"`
 	// MaxBodyBytes limits request bodies (default 16 MiB).
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// TLCP is the optional second listener speaking TLCP (GB/T 38636).
+	TLCP TLCPConfig `yaml:"tlcp"`
 	// RevocationFile lists revoked certificates (ParseRevocationList); it is
 	// read at start and again whenever it changes.
 	RevocationFile string `yaml:"revocation_file"`
@@ -51,6 +53,18 @@ type Config struct {
 	Limits LimitsConfig `yaml:"limits"`
 	// HTTP bounds the listener: header size and timeouts.
 	HTTP HTTPConfig `yaml:"http"`
+}
+
+// TLCPConfig is the optional TLCP listener (package gateway/tlcp): its
+// address (empty: none) and its double SM2 certificates, by default
+// tlcp-sign.pem/.key and tlcp-enc.pem/.key of the dev PKI, issued by the
+// dev CA on first run.
+type TLCPConfig struct {
+	Listen   string `yaml:"listen"`
+	SignCert string `yaml:"sign_cert"`
+	SignKey  string `yaml:"sign_key"`
+	EncCert  string `yaml:"enc_cert"`
+	EncKey   string `yaml:"enc_key"`
 }
 
 // HTTPConfig bounds what any client, signed or not, may hold of the
@@ -196,6 +210,10 @@ func (c *Config) ApplyDefaults() error {
 	def(&c.Keys.Gateway.Key, "gateway.key")
 	def(&c.Keys.Log.Cert, "log.pem")
 	def(&c.Keys.Log.Key, "log.key")
+	def(&c.TLCP.SignCert, "tlcp-sign.pem")
+	def(&c.TLCP.SignKey, "tlcp-sign.key")
+	def(&c.TLCP.EncCert, "tlcp-enc.pem")
+	def(&c.TLCP.EncKey, "tlcp-enc.key")
 	if len(c.TrustAnchors) == 0 {
 		c.TrustAnchors = []string{filepath.Join(dev, "ca.pem")}
 	}

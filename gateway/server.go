@@ -25,6 +25,7 @@ import (
 	"github.com/tongban/tongban/gateway/delivery"
 	"github.com/tongban/tongban/gateway/exchangelog"
 	"github.com/tongban/tongban/gateway/store"
+	"github.com/tongban/tongban/gateway/tlcp"
 	"github.com/tongban/tongban/httpsig"
 	"github.com/tongban/tongban/policies"
 )
@@ -82,6 +83,13 @@ func NewServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*Server, 
 	if pass == nil && strings.HasPrefix(cfg.Keys.Gateway.Key, cfg.DevCertsDir()+string(filepath.Separator)) {
 		if err := certs.InitDevPKI(cfg.DevCertsDir()); err != nil {
 			return nil, fmt.Errorf("dev PKI: %w", err)
+		}
+	}
+	if cfg.TLCP.Listen != "" && pass == nil && strings.HasPrefix(cfg.TLCP.SignKey, cfg.DevCertsDir()+string(filepath.Separator)) {
+		host, _, _ := net.SplitHostPort(cfg.TLCP.Listen)
+		dev := cfg.DevCertsDir()
+		if err := tlcp.IssueDev(dev, filepath.Join(dev, "ca.pem"), filepath.Join(dev, "ca.key"), []string{host, "127.0.0.1", "localhost"}); err != nil {
+			return nil, fmt.Errorf("dev TLCP certificates: %w", err)
 		}
 	}
 	for _, key := range []string{cfg.Keys.Gateway.Key, cfg.Keys.Log.Key, cfg.TLS.Key} {
@@ -347,14 +355,32 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	go func() { _ = s.Worker.Run(bg); done <- struct{}{} }()
 	go func() { s.followPolicy(bg); done <- struct{}{} }()
 
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
-	select {
-	case err = <-errc:
-	case <-ctx.Done():
-		shutdown, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err = srv.Shutdown(shutdown)
-		cancel()
+	var tlcpSrv *http.Server
+	if s.Config.TLCP.Listen != "" {
+		if tlcpSrv, err = s.serveTLCP(srv, errc); err != nil {
+			_ = srv.Close()
+		}
+	}
+	if err == nil {
+		select {
+		case err = <-errc:
+		case <-ctx.Done():
+			shutdown, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			err = srv.Shutdown(shutdown)
+			if tlcpSrv != nil {
+				if terr := tlcpSrv.Shutdown(shutdown); err == nil {
+					err = terr
+				}
+			}
+			cancel()
+		}
+	}
+	// Whichever listener ended first, neither serves on.
+	_ = srv.Close()
+	if tlcpSrv != nil {
+		_ = tlcpSrv.Close()
 	}
 	stop()
 	<-done
@@ -372,6 +398,27 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		err = nil
 	}
 	return err
+}
+
+// serveTLCP starts the TLCP listener (gateway/tlcp) with the same handler
+// and limits as the TLS one; its end is sent to errc.
+func (s *Server) serveTLCP(like *http.Server, errc chan<- error) (*http.Server, error) {
+	c := s.Config.TLCP
+	cfg, err := tlcp.ServerConfig(c.SignCert, c.SignKey, c.EncCert, c.EncKey)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("TLCP: %w", err)
+	}
+	srv := &http.Server{
+		Handler: like.Handler, ReadHeaderTimeout: like.ReadHeaderTimeout, ReadTimeout: like.ReadTimeout,
+		WriteTimeout: like.WriteTimeout, IdleTimeout: like.IdleTimeout, MaxHeaderBytes: like.MaxHeaderBytes,
+	}
+	go func() { errc <- srv.Serve(tlcp.NewListener(ln, cfg)) }()
+	s.logger.Info("TLCP listener", "addr", ln.Addr().String(), "suite", "ECC_SM4_CBC_SM3")
+	return srv, nil
 }
 
 // Close releases the store (for a server that was never Run).
