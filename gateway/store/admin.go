@@ -9,6 +9,20 @@ import (
 	"time"
 )
 
+var (
+	qRememberNonce = newQuery(`INSERT INTO nonces (keyid, nonce, until_ns) VALUES (?, ?, ?)
+			ON CONFLICT (keyid, nonce) DO UPDATE SET until_ns = excluded.until_ns WHERE nonces.until_ns <= ?
+			RETURNING 1`)
+	qPurgeNonces = newQuery("DELETE FROM nonces WHERE until_ns <= ?")
+	qSaveDraft   = newQuery(`INSERT INTO drafts (id, revision, bundle, uploaded_by, uploaded_ns, validated, report)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`)
+	qDraft     = newQuery("SELECT id, revision, bundle, uploaded_by, uploaded_ns, validated, report FROM drafts WHERE id = ?")
+	qMarkDraft = newQuery("UPDATE drafts SET validated = ?, report = ? WHERE id = ?")
+	qActivate  = newQuery(`INSERT INTO activations (log_index, revision, previous, bundle, by_key, at_ns)
+			VALUES (?, ?, ?, ?, ?, ?)`)
+	qActivations = newQuery("SELECT log_index, revision, previous, bundle, by_key, at_ns FROM activations ORDER BY log_index DESC")
+)
+
 // RememberNonce implements Store. One statement inserts the nonce, or
 // replaces it when the stored one has expired; nothing happens (and fresh is
 // false) when it is still live. The primary key makes this atomic across
@@ -16,9 +30,7 @@ import (
 func (s *sqlStore) RememberNonce(ctx context.Context, keyID, nonce string, until time.Time) (bool, error) {
 	var fresh bool
 	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, s.d.q(`INSERT INTO nonces (keyid, nonce, until_ns) VALUES (?, ?, ?)
-			ON CONFLICT (keyid, nonce) DO UPDATE SET until_ns = excluded.until_ns WHERE nonces.until_ns <= ?
-			RETURNING 1`), keyID, nonce, ns(until), ns(s.now()))
+		rows, err := s.txQuery(ctx, tx, qRememberNonce, keyID, nonce, ns(until), ns(s.now()))
 		if err != nil {
 			return fmt.Errorf("store: nonce: %w", err)
 		}
@@ -34,7 +46,7 @@ func (s *sqlStore) RememberNonce(ctx context.Context, keyID, nonce string, until
 
 // purgeNonces deletes expired nonces.
 func (s *sqlStore) purgeNonces(ctx context.Context) (int64, error) {
-	res, err := s.w.ExecContext(ctx, s.d.q("DELETE FROM nonces WHERE until_ns <= ?"), ns(s.now()))
+	res, err := s.dbExec(ctx, s.w, qPurgeNonces, ns(s.now()))
 	if err != nil {
 		return 0, fmt.Errorf("store: purge nonces: %w", err)
 	}
@@ -50,8 +62,7 @@ func (s *sqlStore) SaveDraft(ctx context.Context, d *Draft) error {
 	if d.UploadedAt.IsZero() {
 		d.UploadedAt = s.now()
 	}
-	_, err := s.w.ExecContext(ctx, s.d.q(`INSERT INTO drafts (id, revision, bundle, uploaded_by, uploaded_ns, validated, report)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`), d.ID, d.Revision, d.Bundle, d.UploadedBy, ns(d.UploadedAt), boolInt(d.Validated), []byte(d.Report))
+	_, err := s.dbExec(ctx, s.w, qSaveDraft, d.ID, d.Revision, d.Bundle, d.UploadedBy, ns(d.UploadedAt), boolInt(d.Validated), []byte(d.Report))
 	if isUniqueViolation(err) {
 		return fmt.Errorf("%w: draft %s", ErrDuplicate, d.ID)
 	}
@@ -75,7 +86,7 @@ func (s *sqlStore) GetDraft(ctx context.Context, id string) (*Draft, error) {
 		uploaded, val int64
 		report        []byte
 	)
-	err := s.r.QueryRowContext(ctx, s.d.q("SELECT id, revision, bundle, uploaded_by, uploaded_ns, validated, report FROM drafts WHERE id = ?"), id).
+	err := s.dbQueryRow(ctx, s.r, qDraft, id).
 		Scan(&d.ID, &d.Revision, &d.Bundle, &d.UploadedBy, &uploaded, &val, &report)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: draft %s", ErrNotFound, id)
@@ -89,7 +100,7 @@ func (s *sqlStore) GetDraft(ctx context.Context, id string) (*Draft, error) {
 
 // MarkDraftValidated implements Store.
 func (s *sqlStore) MarkDraftValidated(ctx context.Context, id string, ok bool, report json.RawMessage) error {
-	res, err := s.w.ExecContext(ctx, s.d.q("UPDATE drafts SET validated = ?, report = ? WHERE id = ?"), boolInt(ok), []byte(report), id)
+	res, err := s.dbExec(ctx, s.w, qMarkDraft, boolInt(ok), []byte(report), id)
 	if err != nil {
 		return fmt.Errorf("store: mark draft: %w", err)
 	}
@@ -116,8 +127,7 @@ func (s *sqlStore) Activate(ctx context.Context, a *Activation, entry LogAppend)
 			return err
 		}
 		n.LogIndex = pos.Index
-		if _, err := tx.ExecContext(ctx, s.d.q(`INSERT INTO activations (log_index, revision, previous, bundle, by_key, at_ns)
-			VALUES (?, ?, ?, ?, ?, ?)`), int64(n.LogIndex), n.Revision, n.Previous, n.Bundle, n.By, ns(n.At)); err != nil {
+		if _, err := s.txExec(ctx, tx, qActivate, int64(n.LogIndex), n.Revision, n.Previous, n.Bundle, n.By, ns(n.At)); err != nil {
 			return fmt.Errorf("store: insert activation: %w", err)
 		}
 		return nil
@@ -131,7 +141,7 @@ func (s *sqlStore) Activate(ctx context.Context, a *Activation, entry LogAppend)
 
 // Activations implements Store.
 func (s *sqlStore) Activations(ctx context.Context) ([]Activation, error) {
-	rows, err := s.r.QueryContext(ctx, "SELECT log_index, revision, previous, bundle, by_key, at_ns FROM activations ORDER BY log_index DESC")
+	rows, err := s.dbQuery(ctx, s.r, qActivations)
 	if err != nil {
 		return nil, fmt.Errorf("store: activations: %w", err)
 	}

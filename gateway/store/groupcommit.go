@@ -96,6 +96,12 @@ func (s *sqlStore) committer() {
 	}
 }
 
+var (
+	qSavepoint           = newQuery("SAVEPOINT job")
+	qReleaseSavepoint    = newQuery("RELEASE SAVEPOINT job")
+	qRollbackToSavepoint = newQuery("ROLLBACK TO SAVEPOINT job")
+)
+
 func (s *sqlStore) runBatch(batch []*txJob) {
 	if len(batch) == 1 {
 		j := batch[0]
@@ -119,21 +125,21 @@ func (s *sqlStore) runBatch(batch []*txJob) {
 			results[i] = err
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, "SAVEPOINT job"); err != nil {
+		if _, err := s.txExec(ctx, tx, qSavepoint); err != nil {
 			_ = tx.Rollback()
 			fail(fmt.Errorf("store: savepoint: %w", err))
 			return
 		}
 		results[i] = j.fn(context.WithoutCancel(j.ctx), tx)
-		end := []string{"RELEASE SAVEPOINT job"}
+		end := []query{qReleaseSavepoint}
 		if results[i] != nil {
-			end = []string{"ROLLBACK TO SAVEPOINT job", "RELEASE SAVEPOINT job"}
+			end = []query{qRollbackToSavepoint, qReleaseSavepoint}
 		}
 		for _, stmt := range end {
 			// If SQLite had rolled the whole transaction back (I/O error,
 			// full disk), the savepoint is gone and this fails: abort the
 			// batch rather than let later jobs run outside a transaction.
-			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			if _, err := s.txExec(ctx, tx, stmt); err != nil {
 				_ = tx.Rollback()
 				fail(fmt.Errorf("store: batch aborted: %w (job error: %v)", err, results[i]))
 				return

@@ -9,10 +9,22 @@ import (
 	"time"
 )
 
+var (
+	qLogSize          = newQuery("SELECT size FROM log_head WHERE id = 0")
+	qLeafHashes       = newQuery("SELECT idx, leaf_hash FROM log_entries WHERE idx >= ? AND idx < ? ORDER BY idx")
+	qEntries          = newQuery("SELECT " + entryCols + " FROM log_entries WHERE idx >= ? AND idx < ? ORDER BY idx")
+	qEntriesOf        = newQuery("SELECT " + entryCols + " FROM log_entries WHERE exchange_id = ? ORDER BY idx")
+	qRecentDecisions  = newQuery("SELECT " + entryCols + " FROM log_entries WHERE has_decision = 1 ORDER BY idx DESC LIMIT ?")
+	qAddCheckpoint    = newQuery("INSERT INTO checkpoints (size, time_ns, note) VALUES (?, ?, ?) ON CONFLICT (size) DO NOTHING")
+	qLatestCheckpoint = newQuery("SELECT size, time_ns, note FROM checkpoints ORDER BY size DESC LIMIT 1")
+	qCheckpoints      = newQuery("SELECT size, time_ns, note FROM checkpoints WHERE size >= ? AND size <= ? ORDER BY size")
+	qCheckpointBefore = newQuery("SELECT size, time_ns, note FROM checkpoints WHERE time_ns <= ? ORDER BY size DESC LIMIT 1")
+)
+
 // LogSize implements Store.
 func (s *sqlStore) LogSize(ctx context.Context) (uint64, error) {
 	var n int64
-	if err := s.r.QueryRowContext(ctx, "SELECT size FROM log_head WHERE id = 0").Scan(&n); err != nil {
+	if err := s.dbQueryRow(ctx, s.r, qLogSize).Scan(&n); err != nil {
 		return 0, fmt.Errorf("store: log size: %w", err)
 	}
 	return uint64(n), nil
@@ -43,8 +55,7 @@ func (s *sqlStore) LeafHashes(ctx context.Context, start, end uint64) ([][32]byt
 	if err := s.checkRange(ctx, start, end); err != nil || start == end {
 		return nil, err
 	}
-	rows, err := s.r.QueryContext(ctx, s.d.q("SELECT idx, leaf_hash FROM log_entries WHERE idx >= ? AND idx < ? ORDER BY idx"),
-		int64(start), int64(end))
+	rows, err := s.dbQuery(ctx, s.r, qLeafHashes, int64(start), int64(end))
 	if err != nil {
 		return nil, fmt.Errorf("store: leaf hashes: %w", err)
 	}
@@ -107,8 +118,7 @@ func (s *sqlStore) Entries(ctx context.Context, start, end uint64) ([]StoredEntr
 	if err := s.checkRange(ctx, start, end); err != nil || start == end {
 		return nil, err
 	}
-	out, err := scanEntries(s.r.QueryContext(ctx, s.d.q("SELECT "+entryCols+" FROM log_entries WHERE idx >= ? AND idx < ? ORDER BY idx"),
-		int64(start), int64(end)))
+	out, err := scanEntries(s.dbQuery(ctx, s.r, qEntries, int64(start), int64(end)))
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +130,7 @@ func (s *sqlStore) Entries(ctx context.Context, start, end uint64) ([]StoredEntr
 
 // EntriesOfExchange implements Store, in log order (none: an empty slice).
 func (s *sqlStore) EntriesOfExchange(ctx context.Context, id string) ([]StoredEntry, error) {
-	return scanEntries(s.r.QueryContext(ctx, s.d.q("SELECT "+entryCols+" FROM log_entries WHERE exchange_id = ? ORDER BY idx"), id))
+	return scanEntries(s.dbQuery(ctx, s.r, qEntriesOf, id))
 }
 
 // RecentDecisions implements Store: the last n entries of kind exchange or
@@ -129,8 +139,7 @@ func (s *sqlStore) RecentDecisions(ctx context.Context, n int) ([]StoredEntry, e
 	if n <= 0 {
 		return nil, nil
 	}
-	return scanEntries(s.r.QueryContext(ctx, s.d.q("SELECT "+entryCols+
-		" FROM log_entries WHERE has_decision = 1 ORDER BY idx DESC LIMIT ?"), n))
+	return scanEntries(s.dbQuery(ctx, s.r, qRecentDecisions, n))
 }
 
 // AddCheckpoint implements Store. Checkpoints are keyed by size: when two
@@ -142,17 +151,16 @@ func (s *sqlStore) AddCheckpoint(ctx context.Context, cp StoredCheckpoint) error
 	if t.IsZero() {
 		t = s.now()
 	}
-	if _, err := s.w.ExecContext(ctx, s.d.q("INSERT INTO checkpoints (size, time_ns, note) VALUES (?, ?, ?) ON CONFLICT (size) DO NOTHING"),
-		int64(cp.Size), ns(t), nonNil(cp.Note)); err != nil {
+	if _, err := s.dbExec(ctx, s.w, qAddCheckpoint, int64(cp.Size), ns(t), nonNil(cp.Note)); err != nil {
 		return fmt.Errorf("store: add checkpoint: %w", err)
 	}
 	return nil
 }
 
-func (s *sqlStore) oneCheckpoint(ctx context.Context, query string, args ...any) (*StoredCheckpoint, error) {
+func (s *sqlStore) oneCheckpoint(ctx context.Context, q query, args ...any) (*StoredCheckpoint, error) {
 	var cp StoredCheckpoint
 	var size, t int64
-	err := s.r.QueryRowContext(ctx, s.d.q(query), args...).Scan(&size, &t, &cp.Note)
+	err := s.dbQueryRow(ctx, s.r, q, args...).Scan(&size, &t, &cp.Note)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -165,7 +173,7 @@ func (s *sqlStore) oneCheckpoint(ctx context.Context, query string, args ...any)
 
 // LatestCheckpoint implements Store: the largest.
 func (s *sqlStore) LatestCheckpoint(ctx context.Context) (*StoredCheckpoint, error) {
-	return s.oneCheckpoint(ctx, "SELECT size, time_ns, note FROM checkpoints ORDER BY size DESC LIMIT 1")
+	return s.oneCheckpoint(ctx, qLatestCheckpoint)
 }
 
 // Checkpoints implements Store: those with minSize ≤ size ≤ maxSize,
@@ -178,8 +186,7 @@ func (s *sqlStore) Checkpoints(ctx context.Context, minSize, maxSize uint64) ([]
 	if maxSize > 1<<63-1 {
 		hi = 1<<63 - 1
 	}
-	rows, err := s.r.QueryContext(ctx, s.d.q("SELECT size, time_ns, note FROM checkpoints WHERE size >= ? AND size <= ? ORDER BY size"),
-		int64(minSize), hi)
+	rows, err := s.dbQuery(ctx, s.r, qCheckpoints, int64(minSize), hi)
 	if err != nil {
 		return nil, fmt.Errorf("store: checkpoints: %w", err)
 	}
@@ -200,7 +207,7 @@ func (s *sqlStore) Checkpoints(ctx context.Context, minSize, maxSize uint64) ([]
 // CheckpointAtOrBefore implements Store: of the checkpoints signed at or
 // before t, the largest.
 func (s *sqlStore) CheckpointAtOrBefore(ctx context.Context, t time.Time) (*StoredCheckpoint, error) {
-	return s.oneCheckpoint(ctx, "SELECT size, time_ns, note FROM checkpoints WHERE time_ns <= ? ORDER BY size DESC LIMIT 1", clampNs(t))
+	return s.oneCheckpoint(ctx, qCheckpointBefore, clampNs(t))
 }
 
 // Ping implements Store.

@@ -204,6 +204,9 @@ func (s *sqlStore) init(ctx context.Context) error {
 	if err := migrate(ctx, s.w, s.d, s.now().UnixNano()); err != nil {
 		return err
 	}
+	if err := s.prepareAll(ctx); err != nil {
+		return err
+	}
 	if s.jobs != nil {
 		s.wg.Add(1)
 		go s.committer()
@@ -237,6 +240,7 @@ func (s *sqlStore) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
 		s.wg.Wait()
+		s.closeStmts()
 		err = s.w.Close()
 		if s.r != s.w {
 			err = errors.Join(err, s.r.Close())

@@ -60,6 +60,24 @@ const dueCondition = `(d.state = 'queued'
 	AND NOT EXISTS (SELECT 1 FROM deliveries p
 		WHERE p.exchange_id = d.exchange_id AND p.seq < d.seq AND p.state NOT IN ('delivered', 'refused'))`
 
+var (
+	qClaim = newQuery(`WITH c AS (SELECT d.id FROM deliveries d WHERE ` + dueCondition + `
+		ORDER BY d.event_index LIMIT ?` + skipLocked + `)
+		UPDATE deliveries SET state = 'delivering', lease_until_ns = ?, updated_ns = ?
+		WHERE id IN (SELECT id FROM c)
+		RETURNING ` + deliveryCols)
+	qLockDelivery   = newQuery("SELECT exchange_id, seq, state FROM deliveries WHERE id = ?" + forUpdate)
+	qFinishDelivery = newQuery(`UPDATE deliveries SET state = ?, attempts = ?, next_attempt_ns = ?, lease_until_ns = 0,
+			last_error = ?, partner_case_no = ?, reason = ?, updated_ns = ?, delivered_ns = ? WHERE id = ?`)
+	qSetTargetCaseNo = newQuery("UPDATE exchanges SET target_case_no = ? WHERE id = ?")
+	qDeliveryByID    = newQuery("SELECT " + deliveryCols + " FROM deliveries WHERE id = ?")
+	qDeliveries      = newQuery("SELECT " + deliveryCols + " FROM deliveries ORDER BY event_index LIMIT ?")
+	qDeliveriesIn    = newQuery("SELECT " + deliveryCols + " FROM deliveries WHERE state = ? ORDER BY event_index LIMIT ?")
+	qDeliveriesOf    = newQuery("SELECT " + deliveryCols + " FROM deliveries WHERE exchange_id = ? ORDER BY seq")
+	qRedrive         = newQuery(`UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt_ns = ?,
+			lease_until_ns = 0, last_error = '', updated_ns = ? WHERE id = ?`)
+)
+
 // ClaimDeliveries implements Store. Queued rows are due as soon as they are
 // committed, whatever now says; the order is that of their log entries.
 // On PostgreSQL the candidate rows are locked FOR UPDATE SKIP LOCKED, so
@@ -71,15 +89,10 @@ func (s *sqlStore) ClaimDeliveries(ctx context.Context, now, leaseUntil time.Tim
 		return nil, nil
 	}
 	nowNs := ns(now)
-	query := `WITH c AS (SELECT d.id FROM deliveries d WHERE ` + dueCondition + `
-		ORDER BY d.event_index LIMIT ?` + s.d.skipLocked + `)
-		UPDATE deliveries SET state = 'delivering', lease_until_ns = ?, updated_ns = ?
-		WHERE id IN (SELECT id FROM c)
-		RETURNING ` + deliveryCols
 	var out []Delivery
 	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
-		out, err = scanDeliveries(tx.QueryContext(ctx, s.d.q(query), nowNs, nowNs, limit, ns(leaseUntil), ns(s.now())))
+		out, err = scanDeliveries(s.txQuery(ctx, tx, qClaim, nowNs, nowNs, limit, ns(leaseUntil), ns(s.now())))
 		return err
 	})
 	if err != nil {
@@ -102,8 +115,7 @@ func (s *sqlStore) FinishDelivery(ctx context.Context, id string, out DeliveryOu
 	return s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var exchangeID, state string
 		var seq int64
-		err := tx.QueryRowContext(ctx, s.d.q("SELECT exchange_id, seq, state FROM deliveries WHERE id = ?"+s.d.forUpdate), id).
-			Scan(&exchangeID, &seq, &state)
+		err := s.txQueryRow(ctx, tx, qLockDelivery, id).Scan(&exchangeID, &seq, &state)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("%w: delivery %s", ErrNotFound, id)
 		}
@@ -122,14 +134,12 @@ func (s *sqlStore) FinishDelivery(ctx context.Context, id string, out DeliveryOu
 		case StateRetrying:
 			next = ns(out.NextAttempt)
 		}
-		if _, err := tx.ExecContext(ctx, s.d.q(`UPDATE deliveries SET state = ?, attempts = ?, next_attempt_ns = ?, lease_until_ns = 0,
-			last_error = ?, partner_case_no = ?, reason = ?, updated_ns = ?, delivered_ns = ? WHERE id = ?`),
+		if _, err := s.txExec(ctx, tx, qFinishDelivery,
 			out.State, out.Attempts, next, out.LastError, out.PartnerCaseNo, out.Reason, now, delivered, id); err != nil {
 			return fmt.Errorf("store: update delivery: %w", err)
 		}
 		if out.State == StateDelivered && seq == 0 && out.PartnerCaseNo != "" {
-			if _, err := tx.ExecContext(ctx, s.d.q("UPDATE exchanges SET target_case_no = ? WHERE id = ?"),
-				out.PartnerCaseNo, exchangeID); err != nil {
+			if _, err := s.txExec(ctx, tx, qSetTargetCaseNo, out.PartnerCaseNo, exchangeID); err != nil {
 				return fmt.Errorf("store: update exchange: %w", err)
 			}
 		}
@@ -148,7 +158,7 @@ func (s *sqlStore) FinishDelivery(ctx context.Context, id string, out DeliveryOu
 
 // GetDelivery implements Store.
 func (s *sqlStore) GetDelivery(ctx context.Context, id string) (*Delivery, error) {
-	return scanDelivery(s.r.QueryRowContext(ctx, s.d.q("SELECT "+deliveryCols+" FROM deliveries WHERE id = ?"), id))
+	return scanDelivery(s.dbQueryRow(ctx, s.r, qDeliveryByID, id))
 }
 
 // Deliveries implements Store; oldest means earliest log entry. A limit ≤ 0
@@ -158,16 +168,14 @@ func (s *sqlStore) Deliveries(ctx context.Context, state string, limit int) ([]D
 		limit = 1 << 30
 	}
 	if state == "" {
-		return scanDeliveries(s.r.QueryContext(ctx, s.d.q("SELECT "+deliveryCols+" FROM deliveries ORDER BY event_index LIMIT ?"), limit))
+		return scanDeliveries(s.dbQuery(ctx, s.r, qDeliveries, limit))
 	}
-	return scanDeliveries(s.r.QueryContext(ctx, s.d.q("SELECT "+deliveryCols+
-		" FROM deliveries WHERE state = ? ORDER BY event_index LIMIT ?"), state, limit))
+	return scanDeliveries(s.dbQuery(ctx, s.r, qDeliveriesIn, state, limit))
 }
 
 // DeliveriesOf implements Store.
 func (s *sqlStore) DeliveriesOf(ctx context.Context, exchangeID string) ([]Delivery, error) {
-	return scanDeliveries(s.r.QueryContext(ctx, s.d.q("SELECT "+deliveryCols+
-		" FROM deliveries WHERE exchange_id = ? ORDER BY seq"), exchangeID))
+	return scanDeliveries(s.dbQuery(ctx, s.r, qDeliveriesOf, exchangeID))
 }
 
 // Redrive implements Store: the row becomes queued with no attempts and no
@@ -176,8 +184,8 @@ func (s *sqlStore) Redrive(ctx context.Context, id string, entry LogAppend) erro
 	now := ns(s.now())
 	return s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var exchangeID, state string
-		err := tx.QueryRowContext(ctx, s.d.q("SELECT exchange_id, state FROM deliveries WHERE id = ?"+s.d.forUpdate), id).
-			Scan(&exchangeID, &state)
+		var seq int64
+		err := s.txQueryRow(ctx, tx, qLockDelivery, id).Scan(&exchangeID, &seq, &state)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("%w: delivery %s", ErrNotFound, id)
 		}
@@ -187,8 +195,7 @@ func (s *sqlStore) Redrive(ctx context.Context, id string, entry LogAppend) erro
 		if state != StateDead {
 			return fmt.Errorf("%w: delivery %s is %s, not dead", ErrConflict, id, state)
 		}
-		if _, err := tx.ExecContext(ctx, s.d.q(`UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt_ns = ?,
-			lease_until_ns = 0, last_error = '', updated_ns = ? WHERE id = ?`), now, now, id); err != nil {
+		if _, err := s.txExec(ctx, tx, qRedrive, now, now, id); err != nil {
 			return fmt.Errorf("store: update delivery: %w", err)
 		}
 		if entry.Exchange == "" {

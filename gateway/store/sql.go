@@ -22,18 +22,12 @@ type sqlStore struct {
 	jobs         chan *txJob   // group commit queue; nil when off
 	committed    chan struct{} // closed when the committer has stopped
 	maxBatch     int
+	st           stmts // the registry's statements, readied at open
 	groupStats
 	closeState
 }
 
 var _ Store = (*sqlStore)(nil)
-
-// queryer is what both *sql.DB and *sql.Tx offer.
-type queryer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
 
 // inTx runs fn in a write transaction and commits it; on SQLite the
 // transaction begins IMMEDIATE and the commit is fsynced (synchronous=FULL).
@@ -116,11 +110,17 @@ func hasDecision(e LogAppend) bool {
 	return ok
 }
 
+var (
+	qNextIndex   = newQuery("UPDATE log_head SET size = size + 1 WHERE id = 0 RETURNING size")
+	qInsertEntry = newQuery(`INSERT INTO log_entries (idx, time_ns, kind, exchange_id, bytes, leaf_hash, has_decision)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`)
+)
+
 // appendEntry takes the next log index (locking log_head until commit, so
 // indexes are gapless and unique across every writer) and stores the entry.
 func (s *sqlStore) appendEntry(ctx context.Context, tx *sql.Tx, e LogAppend) (LogPosition, error) {
 	var size int64
-	if err := tx.QueryRowContext(ctx, "UPDATE log_head SET size = size + 1 WHERE id = 0 RETURNING size").Scan(&size); err != nil {
+	if err := s.txQueryRow(ctx, tx, qNextIndex).Scan(&size); err != nil {
 		return LogPosition{}, fmt.Errorf("store: log head: %w", err)
 	}
 	idx := size - 1
@@ -132,8 +132,7 @@ func (s *sqlStore) appendEntry(ctx context.Context, tx *sql.Tx, e LogAppend) (Lo
 	if hasDecision(e) {
 		dec = 1
 	}
-	if _, err := tx.ExecContext(ctx, s.d.q(`INSERT INTO log_entries (idx, time_ns, kind, exchange_id, bytes, leaf_hash, has_decision)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`), idx, ns(t), e.Kind, e.Exchange, nonNil(e.Bytes), e.LeafHash[:], dec); err != nil {
+	if _, err := s.txExec(ctx, tx, qInsertEntry, idx, ns(t), e.Kind, e.Exchange, nonNil(e.Bytes), e.LeafHash[:], dec); err != nil {
 		return LogPosition{}, fmt.Errorf("store: append entry: %w", err)
 	}
 	return LogPosition{Index: uint64(idx), LeafHash: e.LeafHash}, nil
@@ -188,10 +187,20 @@ func scanExchange(row interface{ Scan(...any) error }) (*Exchange, error) {
 	return &ex, nil
 }
 
-func (s *sqlStore) exchangeBySource(ctx context.Context, q queryer, from, caseNo string) (*Exchange, error) {
-	return scanExchange(q.QueryRowContext(ctx, s.d.q("SELECT "+exchangeCols+exchangeFrom+
-		"WHERE e.from_division = ? AND e.source_case_no = ?"), from, caseNo))
-}
+var (
+	qExchangeBySource = newQuery("SELECT " + exchangeCols + exchangeFrom + "WHERE e.from_division = ? AND e.source_case_no = ?")
+	qInsertExchange   = newQuery(`INSERT INTO exchanges (id, from_division, to_division, source_case_no, target_case_no,
+			item, mode, revision, request_digest, content_type, request, translated, policy_input, decision, receipt,
+			log_index, leaf_hash, created_ns, status_count, last_state)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, '')`)
+	qQueueCase = newQuery(`INSERT INTO deliveries (id, exchange_id, seq, to_division, kind, payload, event_index,
+			state, attempts, next_attempt_ns, created_ns, updated_ns) VALUES (?, ?, 0, ?, 'case', ?, ?, ?, 0, ?, ?, ?)`)
+	qExchangeByID     = newQuery("SELECT " + exchangeCols + exchangeFrom + "WHERE e.id = ?")
+	qExchangeByCaseNo = newQuery("SELECT " + exchangeCols + exchangeFrom +
+		"WHERE e.source_case_no = ? OR e.target_case_no = ? ORDER BY e.log_index LIMIT 1")
+	qExchangeOf = newQuery("SELECT " + exchangeCols + exchangeFrom +
+		"WHERE (e.from_division = ? AND e.source_case_no = ?) OR (e.to_division = ? AND e.target_case_no = ?) ORDER BY e.log_index LIMIT 1")
+)
 
 // CreateExchange implements Store.
 func (s *sqlStore) CreateExchange(ctx context.Context, ex *Exchange, entry LogAppend, receipt func(LogPosition) ([]byte, error)) (*Exchange, error) {
@@ -210,7 +219,7 @@ func (s *sqlStore) CreateExchange(ctx context.Context, ex *Exchange, entry LogAp
 	}
 	var existing *Exchange
 	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		old, err := s.exchangeBySource(ctx, tx, n.From, n.SourceCaseNo)
+		old, err := scanExchange(s.txQueryRow(ctx, tx, qExchangeBySource, n.From, n.SourceCaseNo))
 		if err == nil {
 			existing = old
 			return ErrDuplicate
@@ -228,10 +237,7 @@ func (s *sqlStore) CreateExchange(ctx context.Context, ex *Exchange, entry LogAp
 				return err
 			}
 		}
-		_, err = tx.ExecContext(ctx, s.d.q(`INSERT INTO exchanges (id, from_division, to_division, source_case_no, target_case_no,
-			item, mode, revision, request_digest, content_type, request, translated, policy_input, decision, receipt,
-			log_index, leaf_hash, created_ns, status_count, last_state)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, '')`),
+		_, err = s.txExec(ctx, tx, qInsertExchange,
 			n.ID, n.From, n.To, n.SourceCaseNo, n.TargetCaseNo, n.Item, n.Mode, n.Revision, n.RequestDigest, n.ContentType,
 			n.Request, n.Translated, []byte(n.PolicyInput), []byte(n.Decision), n.Receipt,
 			int64(pos.Index), pos.LeafHash[:], ns(n.CreatedAt))
@@ -242,8 +248,7 @@ func (s *sqlStore) CreateExchange(ctx context.Context, ex *Exchange, entry LogAp
 			return fmt.Errorf("store: insert exchange: %w", err)
 		}
 		created := ns(n.CreatedAt)
-		_, err = tx.ExecContext(ctx, s.d.q(`INSERT INTO deliveries (id, exchange_id, seq, to_division, kind, payload, event_index,
-			state, attempts, next_attempt_ns, created_ns, updated_ns) VALUES (?, ?, 0, ?, 'case', ?, ?, ?, 0, ?, ?, ?)`),
+		_, err = s.txExec(ctx, tx, qQueueCase,
 			n.ID, n.ID, n.To, n.Translated, int64(pos.Index), StateQueued, created, created, created)
 		if err != nil {
 			return fmt.Errorf("store: queue delivery: %w", err)
@@ -256,7 +261,7 @@ func (s *sqlStore) CreateExchange(ctx context.Context, ex *Exchange, entry LogAp
 	case errors.Is(err, errDupRace):
 		// A concurrent transaction (another replica) inserted the same case
 		// first; ours rolled back, log index included.
-		old, err := s.exchangeBySource(ctx, s.w, n.From, n.SourceCaseNo)
+		old, err := scanExchange(s.dbQueryRow(ctx, s.w, qExchangeBySource, n.From, n.SourceCaseNo))
 		if err != nil {
 			return nil, fmt.Errorf("store: exchange id or case number already taken: %w", err)
 		}
@@ -277,7 +282,7 @@ var errDupRace = errors.New("store: concurrent duplicate")
 
 // GetExchange implements Store.
 func (s *sqlStore) GetExchange(ctx context.Context, id string) (*Exchange, error) {
-	return scanExchange(s.r.QueryRowContext(ctx, s.d.q("SELECT "+exchangeCols+exchangeFrom+"WHERE e.id = ?"), id))
+	return scanExchange(s.dbQueryRow(ctx, s.r, qExchangeByID, id))
 }
 
 // FindExchange implements Store. When a number names several exchanges (two
@@ -286,8 +291,7 @@ func (s *sqlStore) FindExchange(ctx context.Context, caseNo string) (*Exchange, 
 	if caseNo == "" {
 		return nil, ErrNotFound
 	}
-	return scanExchange(s.r.QueryRowContext(ctx, s.d.q("SELECT "+exchangeCols+exchangeFrom+
-		"WHERE e.source_case_no = ? OR e.target_case_no = ? ORDER BY e.log_index LIMIT 1"), caseNo, caseNo))
+	return scanExchange(s.dbQueryRow(ctx, s.r, qExchangeByCaseNo, caseNo, caseNo))
 }
 
 // FindExchangeOf implements Store.
@@ -295,15 +299,23 @@ func (s *sqlStore) FindExchangeOf(ctx context.Context, division, caseNo string) 
 	if caseNo == "" {
 		return nil, ErrNotFound
 	}
-	return scanExchange(s.r.QueryRowContext(ctx, s.d.q("SELECT "+exchangeCols+exchangeFrom+
-		"WHERE (e.from_division = ? AND e.source_case_no = ?) OR (e.to_division = ? AND e.target_case_no = ?) ORDER BY e.log_index LIMIT 1"),
-		division, caseNo, division, caseNo))
+	return scanExchange(s.dbQueryRow(ctx, s.r, qExchangeOf, division, caseNo, division, caseNo))
 }
 
 // ---- statuses ----
 
 const statusCols = `exchange_id, seq, from_division, to_division, state, at_ns, request_digest, request, translated, receipt,
 	log_index, leaf_hash, created_ns`
+
+var (
+	qLockExchange   = newQuery("SELECT status_count, last_state FROM exchanges WHERE id = ?" + forUpdate)
+	qStatusByDigest = newQuery("SELECT " + statusCols + " FROM statuses WHERE exchange_id = ? AND from_division = ? AND request_digest = ?")
+	qInsertStatus   = newQuery("INSERT INTO statuses (" + statusCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+	qSetStatusCount = newQuery("UPDATE exchanges SET status_count = ?, last_state = ? WHERE id = ?")
+	qQueueStatus    = newQuery(`INSERT INTO deliveries (id, exchange_id, seq, to_division, kind, payload, event_index,
+			state, attempts, next_attempt_ns, created_ns, updated_ns) VALUES (?, ?, ?, ?, 'status', ?, ?, ?, 0, ?, ?, ?)`)
+	qStatusesOf = newQuery("SELECT " + statusCols + " FROM statuses WHERE exchange_id = ? ORDER BY seq")
+)
 
 func scanStatus(row interface{ Scan(...any) error }) (*StatusUpdate, error) {
 	var (
@@ -344,17 +356,14 @@ func (s *sqlStore) AddStatus(ctx context.Context, st *StatusUpdate, terminal fun
 	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var count int64
 		var last string
-		err := tx.QueryRowContext(ctx, s.d.q("SELECT status_count, last_state FROM exchanges WHERE id = ?"+s.d.forUpdate),
-			n.ExchangeID).Scan(&count, &last)
+		err := s.txQueryRow(ctx, tx, qLockExchange, n.ExchangeID).Scan(&count, &last)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotFound
 		}
 		if err != nil {
 			return fmt.Errorf("store: read exchange: %w", err)
 		}
-		old, err := scanStatus(tx.QueryRowContext(ctx, s.d.q("SELECT "+statusCols+
-			" FROM statuses WHERE exchange_id = ? AND from_division = ? AND request_digest = ?"),
-			n.ExchangeID, n.From, n.RequestDigest))
+		old, err := scanStatus(s.txQueryRow(ctx, tx, qStatusByDigest, n.ExchangeID, n.From, n.RequestDigest))
 		if err == nil {
 			existing = old
 			return ErrDuplicate
@@ -376,18 +385,16 @@ func (s *sqlStore) AddStatus(ctx context.Context, st *StatusUpdate, terminal fun
 				return err
 			}
 		}
-		if _, err := tx.ExecContext(ctx, s.d.q("INSERT INTO statuses ("+statusCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+		if _, err := s.txExec(ctx, tx, qInsertStatus,
 			n.ExchangeID, n.Seq, n.From, n.To, n.State, ns(n.At), n.RequestDigest, n.Request, n.Translated, n.Receipt,
 			int64(pos.Index), pos.LeafHash[:], ns(n.CreatedAt)); err != nil {
 			return fmt.Errorf("store: insert status: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, s.d.q("UPDATE exchanges SET status_count = ?, last_state = ? WHERE id = ?"),
-			n.Seq, n.State, n.ExchangeID); err != nil {
+		if _, err := s.txExec(ctx, tx, qSetStatusCount, n.Seq, n.State, n.ExchangeID); err != nil {
 			return fmt.Errorf("store: update exchange: %w", err)
 		}
 		created := ns(n.CreatedAt)
-		if _, err := tx.ExecContext(ctx, s.d.q(`INSERT INTO deliveries (id, exchange_id, seq, to_division, kind, payload, event_index,
-			state, attempts, next_attempt_ns, created_ns, updated_ns) VALUES (?, ?, ?, ?, 'status', ?, ?, ?, 0, ?, ?, ?)`),
+		if _, err := s.txExec(ctx, tx, qQueueStatus,
 			StatusDeliveryID(n.ExchangeID, n.Seq), n.ExchangeID, n.Seq, n.To, n.Translated, int64(pos.Index), StateQueued,
 			created, created, created); err != nil {
 			return fmt.Errorf("store: queue delivery: %w", err)
@@ -413,7 +420,7 @@ func StatusDeliveryID(exchangeID string, n int) string {
 
 // Statuses implements Store.
 func (s *sqlStore) Statuses(ctx context.Context, exchangeID string) ([]StatusUpdate, error) {
-	rows, err := s.r.QueryContext(ctx, s.d.q("SELECT "+statusCols+" FROM statuses WHERE exchange_id = ? ORDER BY seq"), exchangeID)
+	rows, err := s.dbQuery(ctx, s.r, qStatusesOf, exchangeID)
 	if err != nil {
 		return nil, fmt.Errorf("store: statuses: %w", err)
 	}
