@@ -165,7 +165,6 @@ func Dial(network, addr string, cfg *gmtls.Config) (net.Conn, error) {
 	return gmtls.Dial(network, addr, cfg)
 }
 
-
 // State reports the protocol version and cipher suite of a TLCP
 // connection made by Dial or accepted by a NewListener listener, after
 // completing its handshake.
