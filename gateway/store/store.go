@@ -217,6 +217,10 @@ type Store interface {
 	// exchange is delivered or refused. Safe across replicas: a row is
 	// claimed by one caller only.
 	ClaimDeliveries(ctx context.Context, now, leaseUntil time.Time, limit int) ([]Delivery, error)
+	// ClaimDeliveriesFor is ClaimDeliveries restricted to the deliveries
+	// addressed to one partner division (Delivery.To), so that a worker
+	// claims no more of a partner's rows than it has free slots for.
+	ClaimDeliveriesFor(ctx context.Context, division string, now, leaseUntil time.Time, limit int) ([]Delivery, error)
 	// FinishDelivery records an attempt's outcome (and its log entry, if any)
 	// in one transaction; a delivered case also stores the partner's case
 	// number on its exchange. ErrNotFound for an unknown id; ErrConflict if

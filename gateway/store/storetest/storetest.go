@@ -61,6 +61,8 @@ func Run(t *testing.T, newDB func(t *testing.T) Opener) {
 		{"DeadAndRedrive", testDeadAndRedrive},
 		{"DeliveryListings", testDeliveryListings},
 		{"ConcurrentClaimers", testConcurrentClaimers},
+		{"ClaimPerPartner", testClaimPerPartner},
+		{"ConcurrentClaimersPerPartner", testConcurrentClaimersPerPartner},
 		{"Nonces", testNonces},
 		{"ConcurrentNonces", testConcurrentNonces},
 		{"Drafts", testDrafts},
@@ -1143,6 +1145,138 @@ func testConcurrentClaimers(t *testing.T, open Opener) {
 	}
 	if left, _ := handles[0].Deliveries(ctx, store.StateDelivered, 0); len(left) != cases*(statuses+1) {
 		t.Errorf("%d delivered", len(left))
+	}
+}
+
+// claimFor claims up to limit of division's due deliveries at now.
+func claimFor(t *testing.T, s store.Store, division string, now time.Time, limit int) []store.Delivery {
+	t.Helper()
+	ds, err := s.ClaimDeliveriesFor(ctx, division, now, now.Add(time.Minute), limit)
+	if err != nil {
+		t.Fatalf("ClaimDeliveriesFor(%s): %v", division, err)
+	}
+	for _, d := range ds {
+		if d.To != division {
+			t.Errorf("ClaimDeliveriesFor(%s) claimed %s, addressed to %s", division, d.ID, d.To)
+		}
+		if d.State != store.StateDelivering {
+			t.Errorf("claimed %s in state %s", d.ID, d.State)
+		}
+	}
+	return ds
+}
+
+// ClaimDeliveriesFor takes only the rows of its partner, oldest first, at
+// most limit, under the same conditions as ClaimDeliveries (statuses wait
+// for earlier deliveries, retries for their time, leases for their end),
+// and leaves the other partner's rows queued.
+func testClaimPerPartner(t *testing.T, open Opener) {
+	s := handle(t, open)
+	now := time.Now()
+	var toLiwan, toNanhai []string
+	for i := 0; i < 4; i++ {
+		toLiwan = append(toLiwan, create(t, s, nanhai, uniq("NH-PP-")).ID)
+		toNanhai = append(toNanhai, create(t, s, liwan, uniq("LW-PP-")).ID)
+	}
+	// A status of the first case to Liwan goes back to Nanhai, and waits
+	// for the case.
+	ex, err := s.GetExchange(ctx, toLiwan[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := addStatus(t, s, newStatus(ex, liwan, "IN_REVIEW", "pp1"), isTerminal); err != nil {
+		t.Fatal(err)
+	}
+
+	if got := claimFor(t, s, liwan, now, 3); !equalStrings(ids(got), toLiwan[:3]) {
+		t.Fatalf("first claim for liwan = %v, want %v", ids(got), toLiwan[:3])
+	}
+	if got := claimFor(t, s, liwan, now, 0); len(got) != 0 {
+		t.Fatalf("limit 0 claimed %v", ids(got))
+	}
+	for _, id := range toNanhai {
+		if d := mustDelivery(t, s, id); d.State != store.StateQueued {
+			t.Fatalf("nanhai's %s is %s after liwan's claim, want queued", id, d.State)
+		}
+	}
+	if got := claimFor(t, s, "440000", now, 10); len(got) != 0 {
+		t.Fatalf("claimed %v for a division with no deliveries", ids(got))
+	}
+	// The status to Nanhai is not due while its case is in flight.
+	if got := claimFor(t, s, nanhai, now, 10); !equalStrings(ids(got), toNanhai) {
+		t.Fatalf("claim for nanhai = %v, want %v (not the status)", ids(got), toNanhai)
+	}
+	if got := claimFor(t, s, liwan, now, 10); !equalStrings(ids(got), toLiwan[3:]) {
+		t.Fatalf("second claim for liwan = %v, want %v", ids(got), toLiwan[3:])
+	}
+	finish(t, s, toLiwan[0], store.DeliveryOutcome{State: store.StateDelivered, Attempts: 1, PartnerCaseNo: "LW-PP-900"})
+	if got := claimFor(t, s, nanhai, now, 10); !equalStrings(ids(got), []string{toLiwan[0] + ".1"}) {
+		t.Fatalf("after the case: claim for nanhai = %v, want its status", ids(got))
+	}
+	// Retrying rows come back at their time, leased ones when the lease ends.
+	finish(t, s, toLiwan[1], store.DeliveryOutcome{State: store.StateRetrying, Attempts: 1, NextAttempt: now.Add(time.Hour), LastError: "503"})
+	if got := claimFor(t, s, liwan, now, 10); len(got) != 0 {
+		t.Fatalf("claimed %v before the retry time and within the leases", ids(got))
+	}
+	got := claimFor(t, s, liwan, now.Add(2*time.Hour), 10)
+	if want := []string{toLiwan[1], toLiwan[2], toLiwan[3]}; !equalStrings(ids(got), want) {
+		t.Fatalf("two hours later: claimed %v, want %v (the retry and the expired leases)", ids(got), want)
+	}
+}
+
+// Claimers of both partners on several handles take each row once, and
+// only their partner's.
+func testConcurrentClaimersPerPartner(t *testing.T, open Opener) {
+	handles := []store.Store{handle(t, open), handle(t, open), handle(t, open)}
+	const cases = 12
+	for i := 0; i < cases; i++ {
+		create(t, handles[0], nanhai, uniq("NH-CP-"))
+		create(t, handles[0], liwan, uniq("LW-CP-"))
+	}
+	var mu sync.Mutex
+	claimed := map[string]int{}
+	var wg sync.WaitGroup
+	for w := 0; w < 6; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			s := handles[w%len(handles)]
+			division := []string{nanhai, liwan}[w%2]
+			for idle := 0; idle < 3; {
+				now := time.Now()
+				ds, err := s.ClaimDeliveriesFor(ctx, division, now, now.Add(time.Hour), 2)
+				if err != nil {
+					t.Errorf("ClaimDeliveriesFor: %v", err)
+					return
+				}
+				if len(ds) == 0 {
+					idle++
+					time.Sleep(5 * time.Millisecond)
+					continue
+				}
+				idle = 0
+				for _, d := range ds {
+					if d.To != division {
+						t.Errorf("claimer of %s got %s for %s", division, d.ID, d.To)
+					}
+					mu.Lock()
+					claimed[d.ID]++
+					mu.Unlock()
+					if err := s.FinishDelivery(ctx, d.ID, store.DeliveryOutcome{State: store.StateDelivered, Attempts: 1}); err != nil {
+						t.Errorf("FinishDelivery(%s): %v", d.ID, err)
+					}
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	if len(claimed) != 2*cases {
+		t.Errorf("%d deliveries claimed, want %d", len(claimed), 2*cases)
+	}
+	for id, n := range claimed {
+		if n != 1 {
+			t.Errorf("%s claimed %d times", id, n)
+		}
 	}
 }
 
