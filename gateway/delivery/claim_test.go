@@ -1,0 +1,92 @@
+package delivery_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tongban/tongban/adapters"
+	"github.com/tongban/tongban/gateway/store"
+)
+
+// recordingStore records the outcomes the worker writes.
+type recordingStore struct {
+	store.Store
+	mu       sync.Mutex
+	outcomes map[string][]store.DeliveryOutcome
+}
+
+func (s *recordingStore) FinishDelivery(ctx context.Context, id string, out store.DeliveryOutcome) error {
+	s.mu.Lock()
+	if s.outcomes == nil {
+		s.outcomes = map[string][]store.DeliveryOutcome{}
+	}
+	s.outcomes[id] = append(s.outcomes[id], out)
+	s.mu.Unlock()
+	return s.Store.FinishDelivery(ctx, id, out)
+}
+
+// A busy partner's rows stay in the store until it has a free slot: the
+// worker claims per partner, as many as it may start, so no claimed row
+// is put back (the whole-outbox claim of before put back every row a busy
+// partner could not take, and under a backlog re-read them all). The
+// first wake-up also sweeps one row of any division, which may find its
+// partner busy: at most that one goes back.
+func TestBusyPartnerRowsStayQueued(t *testing.T) {
+	e := newEnv(t, true, true)
+	const n = 8
+	var exs []*store.Exchange
+	for i := 1; i <= n; i++ {
+		exs = append(exs, e.queueCase(t, e.nanhai, i))
+	}
+	rec := &recordingStore{Store: e.st}
+	o := e.options(rec)
+	o.Concurrency = 2
+	o.PollInterval = time.Hour // only the first wake-up sweeps; then deliveries free slots
+	run(t, o)
+	for _, ex := range exs {
+		waitState(t, e.st, ex.ID, store.StateDelivered, 10*time.Second)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	putBack := 0
+	for id, outs := range rec.outcomes {
+		for _, out := range outs {
+			if out.State == store.StateRetrying {
+				putBack++
+			}
+		}
+		if last := outs[len(outs)-1]; last.State != store.StateDelivered || last.Attempts != 1 {
+			t.Errorf("%s: last outcome %s after %d attempts, want delivered after 1", id, last.State, last.Attempts)
+		}
+	}
+	if putBack > 1 {
+		t.Errorf("%d claimed rows put back, want at most the sweep's one", putBack)
+	}
+	noDuplicates(t, e.liwan)
+}
+
+// A delivery to a division no partner is configured for is still claimed
+// (by the poll's sweep) and ends dead with the reason, not queued forever.
+func TestUnconfiguredDivisionEndsDead(t *testing.T) {
+	e := newEnv(t, true, true)
+	toLiwan := e.queueCase(t, e.nanhai, 1)
+	toNanhai := e.queueCase(t, e.liwan, 1)
+	o := e.options(e.st)
+	o.Partners = o.Partners[:1] // Nanhai only
+	if o.Partners[0].Division != adapters.DivisionNanhai {
+		t.Fatalf("partner %s, want Nanhai first", o.Partners[0].Division)
+	}
+	o.MaxAttempts = 2
+	run(t, o)
+	waitState(t, e.st, toNanhai.ID, store.StateDelivered, 5*time.Second)
+	d := waitState(t, e.st, toLiwan.ID, store.StateDead, 5*time.Second)
+	if !strings.Contains(d.LastError, "no partner configured for division "+adapters.DivisionLiwan) || d.Attempts != 2 {
+		t.Errorf("dead after %d attempts with %q", d.Attempts, d.LastError)
+	}
+	if n := len(e.liwan.Received()); n != 0 {
+		t.Errorf("liwan received %d", n)
+	}
+}
