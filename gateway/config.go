@@ -136,7 +136,8 @@ type DeliveryConfig struct {
 	MaxAttempts    int           `yaml:"max_attempts"`
 	InitialBackoff time.Duration `yaml:"initial_backoff"`
 	MaxBackoff     time.Duration `yaml:"max_backoff"`
-	// Concurrency is the number of deliveries in flight per partner.
+	// Concurrency is the number of deliveries in flight per partner
+	// (default 16).
 	Concurrency int `yaml:"concurrency"`
 	// Timeout bounds one HTTP attempt.
 	Timeout time.Duration `yaml:"timeout"`
@@ -252,7 +253,7 @@ func (c *Config) ApplyDefaults() error {
 		d.MaxBackoff = 10 * time.Minute
 	}
 	if d.Concurrency == 0 {
-		d.Concurrency = 4
+		d.Concurrency = 16 // delivery.DefaultConcurrency
 	}
 	if d.Timeout == 0 {
 		d.Timeout = 30 * time.Second
