@@ -184,6 +184,9 @@ func (s *service) Submit(ctx context.Context, req Request) (_ *Receipt, err erro
 		return nil, err
 	}
 	in, d, to, translated := t.Input, t.Decision, t.To, t.Record
+	// Hashed once: for the log entry, and stored with the delivery so that
+	// its signature does not hash the record again.
+	translatedSM3 := certs.SM3(translated)
 
 	now := s.now()
 	id := s.newID()
@@ -195,12 +198,12 @@ func (s *service) Submit(ctx context.Context, req Request) (_ *Receipt, err erro
 		Header: exchangelog.Header{Time: now}, Exchange: id,
 		From: from.Division, To: to.Division, Item: c.Item.BasicCode, SourceCase: c.CaseNo,
 		PolicyInput: inputJSON, Decision: decisionJSON,
-		Request: logSigned(req.Signed), Translated: exchangelog.Digest{Digest: certs.SM3Hex(translated)},
+		Request: logSigned(req.Signed), Translated: exchangelog.Digest{Digest: hex.EncodeToString(translatedSM3[:])},
 	}, now)
 	if err != nil {
 		return nil, internal(err)
 	}
-	ex := &store.Exchange{
+	ex := &store.Exchange{TranslatedSM3: translatedSM3,
 		ID: id, From: from.Division, To: to.Division, SourceCaseNo: c.CaseNo, Item: c.Item.BasicCode,
 		Mode: d.Mode, Revision: d.Revision, RequestDigest: req.Signed.Digest, ContentType: req.ContentType,
 		Request: req.Body, Translated: translated, PolicyInput: inputJSON, Decision: decisionJSON,
@@ -261,16 +264,17 @@ func (s *service) UpdateStatus(ctx context.Context, req StatusRequest) (_ *Recei
 	if err != nil {
 		return nil, internal(err)
 	}
+	translatedSM3 := certs.SM3(translated)
 	now := s.now()
 	entry, err := logAppend(&exchangelog.StatusEntry{
 		Header: exchangelog.Header{Time: now}, Exchange: ex.ID,
 		From: caller.Division, To: recipient.Division, State: string(u.State),
-		Request: logSigned(req.Signed), Translated: exchangelog.Digest{Digest: certs.SM3Hex(translated)},
+		Request: logSigned(req.Signed), Translated: exchangelog.Digest{Digest: hex.EncodeToString(translatedSM3[:])},
 	}, now)
 	if err != nil {
 		return nil, internal(err)
 	}
-	st := &store.StatusUpdate{
+	st := &store.StatusUpdate{TranslatedSM3: translatedSM3,
 		ExchangeID: ex.ID, From: caller.Division, To: recipient.Division, State: string(u.State), At: u.At,
 		RequestDigest: req.Signed.Digest, Request: req.Body, Translated: translated, CreatedAt: now,
 	}

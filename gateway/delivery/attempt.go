@@ -80,11 +80,17 @@ func (w *Worker) deliver(ctx context.Context, p *partnerState, d store.Delivery)
 	// one made is the one the answer belongs to.
 	var sent *httpsig.Signed
 	var sentReq *http.Request
+	// The payload's SM3 was computed once, for the log entry, and stored
+	// with the row; rows without it are hashed once per attempt.
+	sum := d.PayloadSM3
+	if sum == ([certs.SM3Size]byte{}) {
+		sum = certs.SM3(d.Payload)
+	}
 	sign := func(r *http.Request) error {
 		// The retry is a shallow copy sharing the header map with the
 		// request already sent: sign a copy of it.
 		r.Header = r.Header.Clone()
-		s, err := httpsig.SignRequest(r, d.Payload, w.o.Signer, httpsig.WithIdempotencyKey())
+		s, err := httpsig.SignRequest(r, d.Payload, w.o.Signer, httpsig.WithIdempotencyKey(), httpsig.WithBodyDigest(sum))
 		if err != nil {
 			return err
 		}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/tongban/tongban/adapters"
+	"github.com/tongban/tongban/certs"
+	"github.com/tongban/tongban/gateway/exchangelog"
 	"github.com/tongban/tongban/gateway/store"
 )
 
@@ -88,5 +90,39 @@ func TestUnconfiguredDivisionEndsDead(t *testing.T) {
 	}
 	if n := len(e.liwan.Received()); n != 0 {
 		t.Errorf("liwan received %d", n)
+	}
+}
+
+// The worker signs with the digest stored with the row instead of hashing
+// the payload: the right one is delivered, and a wrong one (which the
+// gateway never stores) is what the partner sees, so it refuses the
+// request as not matching its body.
+func TestStoredPayloadDigestIsSigned(t *testing.T) {
+	tests := []struct {
+		name  string
+		sum   func([]byte) [32]byte
+		state string
+	}{
+		{"SM3 of the record", certs.SM3, store.StateDelivered},
+		{"SM3 of other bytes", func([]byte) [32]byte { return certs.SM3([]byte("other")) }, store.StateRetrying},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, true, true)
+			e.translatedSM3 = tt.sum
+			ex := e.queueCase(t, e.nanhai, 1)
+			if d := delivery1(t, e.st, ex.ID); d.PayloadSM3 != tt.sum(d.Payload) {
+				t.Fatalf("stored digest %x", d.PayloadSM3)
+			}
+			run(t, e.options(e.st))
+			d := waitState(t, e.st, ex.ID, tt.state, 5*time.Second)
+			if tt.state == store.StateRetrying && !strings.Contains(d.LastError, "digest_mismatch") {
+				t.Errorf("last error %q, want the partner's digest_mismatch", d.LastError)
+			}
+			if tt.state == store.StateDelivered {
+				checkAcknowledged(t, ex, entriesOf(t, e.st, ex.ID)[1].(*exchangelog.DeliveredEntry).Delivery,
+					entriesOf(t, e.st, ex.ID)[1].(*exchangelog.DeliveredEntry).Ack, adapters.DivisionLiwan)
+			}
+		})
 	}
 }

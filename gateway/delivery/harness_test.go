@@ -127,6 +127,10 @@ type env struct {
 	nanhai *simServer
 	liwan  *simServer
 	now    time.Time
+	// translatedSM3, when set, gives the digest queueCase stores with the
+	// delivery (the gateway stores the SM3 of the record); unset, none is
+	// stored and the worker hashes the payload itself.
+	translatedSM3 func(translated []byte) [32]byte
 }
 
 func newEnv(t testing.TB, nanhaiUp, liwanUp bool) *env {
@@ -246,6 +250,9 @@ func (e *env) queueCase(t testing.TB, from *simServer, seq int) *store.Exchange 
 		Mode: string(adapters.ModeRemoteReceipt), Revision: "test", RequestDigest: signed.Digest,
 		ContentType: fromCodec.ContentType(), Request: body, Translated: translated,
 		PolicyInput: policyInput, Decision: decision, CreatedAt: now,
+	}
+	if e.translatedSM3 != nil {
+		ex.TranslatedSM3 = e.translatedSM3(translated)
 	}
 	la := store.LogAppend{Kind: exchangelog.KindExchange, Exchange: id, Time: now, Bytes: b, LeafHash: exchangelog.LeafHash(b)}
 	got, err := e.st.CreateExchange(context.Background(), ex, la, func(p store.LogPosition) ([]byte, error) {

@@ -10,15 +10,16 @@ import (
 )
 
 const deliveryCols = `id, exchange_id, seq, to_division, kind, payload, event_index, state, attempts, next_attempt_ns,
-	last_error, partner_case_no, reason, updated_ns`
+	last_error, partner_case_no, reason, updated_ns, payload_sm3`
 
 func scanDelivery(row interface{ Scan(...any) error }) (*Delivery, error) {
 	var (
 		d                               Delivery
 		seq, event, attempts, next, upd int64
+		sum                             []byte
 	)
 	err := row.Scan(&d.ID, &d.ExchangeID, &seq, &d.To, &d.Kind, &d.Payload, &event, &d.State, &attempts, &next,
-		&d.LastError, &d.PartnerCaseNo, &d.Reason, &upd)
+		&d.LastError, &d.PartnerCaseNo, &d.Reason, &upd, &sum)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -27,6 +28,9 @@ func scanDelivery(row interface{ Scan(...any) error }) (*Delivery, error) {
 	}
 	d.Seq, d.EventIndex, d.Attempts = int(seq), uint64(event), int(attempts)
 	d.NextAttempt, d.UpdatedAt = fromNs(next), fromNs(upd)
+	if len(sum) == len(d.PayloadSM3) {
+		copy(d.PayloadSM3[:], sum)
+	}
 	return &d, nil
 }
 

@@ -82,6 +82,14 @@ func nonNil(b []byte) []byte {
 	return b
 }
 
+// optionalSum is a digest for a nullable column: NULL when not given (zero).
+func optionalSum(sum [32]byte) any {
+	if sum == ([32]byte{}) {
+		return nil
+	}
+	return sum[:]
+}
+
 func hash32(b []byte) (h [32]byte, err error) {
 	if len(b) != len(h) {
 		return h, fmt.Errorf("store: stored hash has %d bytes", len(b))
@@ -193,8 +201,8 @@ var (
 			item, mode, revision, request_digest, content_type, request, translated, policy_input, decision, receipt,
 			log_index, leaf_hash, created_ns, status_count, last_state)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, '')`)
-	qQueueCase = newQuery(`INSERT INTO deliveries (id, exchange_id, seq, to_division, kind, payload, event_index,
-			state, attempts, next_attempt_ns, created_ns, updated_ns) VALUES (?, ?, 0, ?, 'case', ?, ?, ?, 0, ?, ?, ?)`)
+	qQueueCase = newQuery(`INSERT INTO deliveries (id, exchange_id, seq, to_division, kind, payload, payload_sm3, event_index,
+			state, attempts, next_attempt_ns, created_ns, updated_ns) VALUES (?, ?, 0, ?, 'case', ?, ?, ?, ?, 0, ?, ?, ?)`)
 	qExchangeByID     = newQuery("SELECT " + exchangeCols + exchangeFrom + "WHERE e.id = ?")
 	qExchangeByCaseNo = newQuery("SELECT " + exchangeCols + exchangeFrom +
 		"WHERE e.source_case_no = ? OR e.target_case_no = ? ORDER BY e.log_index LIMIT 1")
@@ -249,7 +257,7 @@ func (s *sqlStore) CreateExchange(ctx context.Context, ex *Exchange, entry LogAp
 		}
 		created := ns(n.CreatedAt)
 		_, err = s.txExec(ctx, tx, qQueueCase,
-			n.ID, n.ID, n.To, n.Translated, int64(pos.Index), StateQueued, created, created, created)
+			n.ID, n.ID, n.To, n.Translated, optionalSum(n.TranslatedSM3), int64(pos.Index), StateQueued, created, created, created)
 		if err != nil {
 			return fmt.Errorf("store: queue delivery: %w", err)
 		}
@@ -312,8 +320,8 @@ var (
 	qStatusByDigest = newQuery("SELECT " + statusCols + " FROM statuses WHERE exchange_id = ? AND from_division = ? AND request_digest = ?")
 	qInsertStatus   = newQuery("INSERT INTO statuses (" + statusCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 	qSetStatusCount = newQuery("UPDATE exchanges SET status_count = ?, last_state = ? WHERE id = ?")
-	qQueueStatus    = newQuery(`INSERT INTO deliveries (id, exchange_id, seq, to_division, kind, payload, event_index,
-			state, attempts, next_attempt_ns, created_ns, updated_ns) VALUES (?, ?, ?, ?, 'status', ?, ?, ?, 0, ?, ?, ?)`)
+	qQueueStatus    = newQuery(`INSERT INTO deliveries (id, exchange_id, seq, to_division, kind, payload, payload_sm3, event_index,
+			state, attempts, next_attempt_ns, created_ns, updated_ns) VALUES (?, ?, ?, ?, 'status', ?, ?, ?, ?, 0, ?, ?, ?)`)
 	qStatusesOf = newQuery("SELECT " + statusCols + " FROM statuses WHERE exchange_id = ? ORDER BY seq")
 )
 
@@ -395,7 +403,7 @@ func (s *sqlStore) AddStatus(ctx context.Context, st *StatusUpdate, terminal fun
 		}
 		created := ns(n.CreatedAt)
 		if _, err := s.txExec(ctx, tx, qQueueStatus,
-			StatusDeliveryID(n.ExchangeID, n.Seq), n.ExchangeID, n.Seq, n.To, n.Translated, int64(pos.Index), StateQueued,
+			StatusDeliveryID(n.ExchangeID, n.Seq), n.ExchangeID, n.Seq, n.To, n.Translated, optionalSum(n.TranslatedSM3), int64(pos.Index), StateQueued,
 			created, created, created); err != nil {
 			return fmt.Errorf("store: queue delivery: %w", err)
 		}

@@ -64,18 +64,22 @@ type LogPosition struct {
 
 // Exchange is one accepted case crossing districts.
 type Exchange struct {
-	ID             string
-	From           string // sender's division code
-	To             string // owner's division code
-	SourceCaseNo   string // the sender's case number
-	TargetCaseNo   string // the owner's number, from its acknowledgement ("" until then)
-	Item           string // basic code
-	Mode           string // handling mode
-	Revision       string // policy revision that decided
-	RequestDigest  string // hex SM3 of the request body
-	ContentType    string // of the request
-	Request        []byte // the request body as received
-	Translated     []byte // the record to deliver to the owner
+	ID            string
+	From          string // sender's division code
+	To            string // owner's division code
+	SourceCaseNo  string // the sender's case number
+	TargetCaseNo  string // the owner's number, from its acknowledgement ("" until then)
+	Item          string // basic code
+	Mode          string // handling mode
+	Revision      string // policy revision that decided
+	RequestDigest string // hex SM3 of the request body
+	ContentType   string // of the request
+	Request       []byte // the request body as received
+	Translated    []byte // the record to deliver to the owner
+	// TranslatedSM3 is the SM3 of Translated when the caller computed it
+	// (for the log entry); it is stored with the delivery, whose signer
+	// then need not hash the payload again. Zero: not given.
+	TranslatedSM3  [32]byte
 	PolicyInput    json.RawMessage
 	Decision       json.RawMessage
 	Receipt        []byte // the receipt body returned to the sender (same bytes on a replay)
@@ -101,6 +105,7 @@ type StatusUpdate struct {
 	RequestDigest string
 	Request       []byte
 	Translated    []byte
+	TranslatedSM3 [32]byte // as Exchange.TranslatedSM3
 	Receipt       []byte
 	LogIndex      uint64
 	LeafHash      [32]byte
@@ -110,12 +115,15 @@ type StatusUpdate struct {
 // Delivery is one outbox row: a record to POST to a partner until it
 // acknowledges.
 type Delivery struct {
-	ID            string // exchange id for a case, "<exchange id>.<n>" for its n-th status
-	ExchangeID    string
-	Seq           int    // 0 for the case, n for the n-th status update
-	To            string // partner division code
-	Kind          string // "case" or "status"
-	Payload       []byte // the translated record
+	ID         string // exchange id for a case, "<exchange id>.<n>" for its n-th status
+	ExchangeID string
+	Seq        int    // 0 for the case, n for the n-th status update
+	To         string // partner division code
+	Kind       string // "case" or "status"
+	Payload    []byte // the translated record
+	// PayloadSM3 is the SM3 of Payload as given to CreateExchange or
+	// AddStatus (TranslatedSM3); zero when it was not given.
+	PayloadSM3    [32]byte
 	EventIndex    uint64 // log index of the exchange/status entry delivered
 	State         string
 	Attempts      int

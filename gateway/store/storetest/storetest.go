@@ -63,6 +63,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Opener) {
 		{"ConcurrentClaimers", testConcurrentClaimers},
 		{"ClaimPerPartner", testClaimPerPartner},
 		{"ConcurrentClaimersPerPartner", testConcurrentClaimersPerPartner},
+		{"PayloadSM3", testPayloadSM3},
 		{"Nonces", testNonces},
 		{"ConcurrentNonces", testConcurrentNonces},
 		{"Drafts", testDrafts},
@@ -1221,6 +1222,34 @@ func testClaimPerPartner(t *testing.T, open Opener) {
 	got := claimFor(t, s, liwan, now.Add(2*time.Hour), 10)
 	if want := []string{toLiwan[1], toLiwan[2], toLiwan[3]}; !equalStrings(ids(got), want) {
 		t.Fatalf("two hours later: claimed %v, want %v (the retry and the expired leases)", ids(got), want)
+	}
+}
+
+// The payload's SM3, when the caller gives it with the exchange or the
+// status, comes back with the delivery; when not given it is zero.
+func testPayloadSM3(t *testing.T, open Opener) {
+	s := handle(t, open)
+	with := newExchange(nanhai, uniq("NH-SUM-"))
+	with.TranslatedSM3 = sha256.Sum256(with.Translated) // stands in for SM3
+	if _, err := s.CreateExchange(ctx, with, entry("exchange", with.ID, nil), receiptFor(with.ID)); err != nil {
+		t.Fatal(err)
+	}
+	without := create(t, s, nanhai, uniq("NH-SUM-"))
+	if d := mustDelivery(t, s, with.ID); d.PayloadSM3 != with.TranslatedSM3 {
+		t.Errorf("delivery digest %x, want %x", d.PayloadSM3, with.TranslatedSM3)
+	}
+	if d := mustDelivery(t, s, without.ID); d.PayloadSM3 != ([32]byte{}) {
+		t.Errorf("delivery digest %x, want none", d.PayloadSM3)
+	}
+	st := newStatus(with, liwan, "IN_REVIEW", "sum1")
+	st.TranslatedSM3 = sha256.Sum256(st.Translated)
+	if _, err := addStatus(t, s, st, isTerminal); err != nil {
+		t.Fatal(err)
+	}
+	finish(t, s, with.ID, store.DeliveryOutcome{State: store.StateDelivered, Attempts: 1})
+	got := claimFor(t, s, nanhai, time.Now(), 10)
+	if len(got) != 1 || got[0].ID != with.ID+".1" || got[0].PayloadSM3 != st.TranslatedSM3 {
+		t.Fatalf("claimed %v, want the status with its digest %x", got, st.TranslatedSM3)
 	}
 }
 
