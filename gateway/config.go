@@ -93,6 +93,14 @@ type StoreConfig struct {
 	// their sum plus one leader session each must stay under the server's
 	// max_connections.
 	MaxConns int `yaml:"max_conns"`
+	// Encrypt seals the payload columns (requests, translated records,
+	// outbox) with SM4-GCM. The key (32 hex digits) is read from the
+	// environment variable PayloadKeyEnv, or else from PayloadKeyFile
+	// (default DATA/payload.key, made on first use, mode 0600). Keep the key
+	// file apart from the database in production.
+	Encrypt        bool   `yaml:"encrypt"`
+	PayloadKeyEnv  string `yaml:"payload_key_env"`
+	PayloadKeyFile string `yaml:"payload_key_file"`
 }
 
 // KeyPair is a certificate and its private key (PEM files).

@@ -117,7 +117,15 @@ func NewServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*Server, 
 		}
 	}
 
-	if s.Store, err = store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN, store.WithMaxConns(cfg.Store.MaxConns)); err != nil {
+	storeOpts := []store.Option{store.WithMaxConns(cfg.Store.MaxConns)}
+	if cfg.Store.Encrypt {
+		sealer, err := cfg.payloadCipher()
+		if err != nil {
+			return nil, fmt.Errorf("store.encrypt: %w", err)
+		}
+		storeOpts = append(storeOpts, store.WithPayloadSealer(sealer))
+	}
+	if s.Store, err = store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN, storeOpts...); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	if err := s.loadPolicy(ctx); err != nil {
@@ -472,4 +480,31 @@ func (s *Server) releaseClaims(ctx context.Context) error {
 		s.logger.Info("deliveries left in flight by the previous run are due again", "count", len(ds))
 	}
 	return nil
+}
+
+// payloadCipher is the SM4-GCM cipher of the payloads at rest.
+func (c *Config) payloadCipher() (*certs.PayloadCipher, error) {
+	var key []byte
+	var err error
+	switch {
+	case c.Store.PayloadKeyEnv != "":
+		v, ok := os.LookupEnv(c.Store.PayloadKeyEnv)
+		if !ok {
+			return nil, fmt.Errorf("environment variable %s is not set", c.Store.PayloadKeyEnv)
+		}
+		key, err = certs.ParsePayloadKey(v)
+	default:
+		path := c.Store.PayloadKeyFile
+		if path == "" {
+			path = filepath.Join(c.Data, "payload.key")
+		}
+		if err := checkPrivateKeyFile(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		key, err = certs.LoadOrCreatePayloadKey(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return certs.NewPayloadCipher(key)
 }

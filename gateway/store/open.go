@@ -34,6 +34,7 @@ type options struct {
 	maxConns        int
 	connMaxIdleTime time.Duration
 	groupCommit     int
+	sealer          Sealer
 }
 
 func defaultOptions() options {
@@ -74,6 +75,14 @@ func WithMaxConns(n int) Option {
 // commits alone). PostgreSQL ignores it.
 func WithGroupCommit(max int) Option {
 	return func(o *options) { o.groupCommit = max }
+}
+
+// WithPayloadSealer encrypts the payload columns at rest (the request as
+// received, the translated record, the outbox payload: everything that holds
+// names, ID numbers and phones). Rows written before remain readable; rows
+// written with a sealer cannot be read without it.
+func WithPayloadSealer(sl Sealer) Option {
+	return func(o *options) { o.sealer = sl }
 }
 
 // Open opens the store with the named driver: [DriverSQLite] (dsn is a file
@@ -196,7 +205,7 @@ func OpenPostgres(ctx context.Context, dsn string, opts ...Option) (Store, error
 }
 
 func newSQLStore(d dialect, w, r *sql.DB, o options) *sqlStore {
-	return &sqlStore{d: d, w: w, r: r, now: o.now, cleanupEvery: o.nonceCleanup, closeState: closeState{stop: make(chan struct{})}}
+	return &sqlStore{d: d, w: w, r: r, now: o.now, sealer: o.sealer, cleanupEvery: o.nonceCleanup, closeState: closeState{stop: make(chan struct{})}}
 }
 
 // init migrates and starts the nonce cleanup.

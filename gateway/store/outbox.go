@@ -12,7 +12,7 @@ import (
 const deliveryCols = `id, exchange_id, seq, to_division, kind, payload, event_index, state, attempts, next_attempt_ns,
 	last_error, partner_case_no, reason, updated_ns, payload_sm3`
 
-func scanDelivery(row interface{ Scan(...any) error }) (*Delivery, error) {
+func (s *sqlStore) scanDelivery(row interface{ Scan(...any) error }) (*Delivery, error) {
 	var (
 		d                               Delivery
 		seq, event, attempts, next, upd int64
@@ -26,6 +26,9 @@ func scanDelivery(row interface{ Scan(...any) error }) (*Delivery, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: read delivery: %w", err)
 	}
+	if d.Payload, err = s.open(d.Payload, placeDeliveryPayload, d.ID); err != nil {
+		return nil, err
+	}
 	d.Seq, d.EventIndex, d.Attempts = int(seq), uint64(event), int(attempts)
 	d.NextAttempt, d.UpdatedAt = fromNs(next), fromNs(upd)
 	if len(sum) == len(d.PayloadSM3) {
@@ -34,14 +37,14 @@ func scanDelivery(row interface{ Scan(...any) error }) (*Delivery, error) {
 	return &d, nil
 }
 
-func scanDeliveries(rows *sql.Rows, err error) ([]Delivery, error) {
+func (s *sqlStore) scanDeliveries(rows *sql.Rows, err error) ([]Delivery, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: deliveries: %w", err)
 	}
 	defer rows.Close()
 	var out []Delivery
 	for rows.Next() {
-		d, err := scanDelivery(rows)
+		d, err := s.scanDelivery(rows)
 		if err != nil {
 			return nil, err
 		}
@@ -105,7 +108,7 @@ func (s *sqlStore) ClaimDeliveries(ctx context.Context, now, leaseUntil time.Tim
 	var out []Delivery
 	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
-		out, err = scanDeliveries(s.txQuery(ctx, tx, qClaim, nowNs, nowNs, limit, ns(leaseUntil), ns(s.now())))
+		out, err = s.scanDeliveries(s.txQuery(ctx, tx, qClaim, nowNs, nowNs, limit, ns(leaseUntil), ns(s.now())))
 		return err
 	})
 	if err != nil {
@@ -125,7 +128,7 @@ func (s *sqlStore) ClaimDeliveriesFor(ctx context.Context, division string, now,
 	var out []Delivery
 	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
-		out, err = scanDeliveries(s.txQuery(ctx, tx, qClaimFor, division, nowNs, nowNs, limit, ns(leaseUntil), ns(s.now())))
+		out, err = s.scanDeliveries(s.txQuery(ctx, tx, qClaimFor, division, nowNs, nowNs, limit, ns(leaseUntil), ns(s.now())))
 		return err
 	})
 	if err != nil {
@@ -191,7 +194,7 @@ func (s *sqlStore) FinishDelivery(ctx context.Context, id string, out DeliveryOu
 
 // GetDelivery implements Store.
 func (s *sqlStore) GetDelivery(ctx context.Context, id string) (*Delivery, error) {
-	return scanDelivery(s.dbQueryRow(ctx, s.r, qDeliveryByID, id))
+	return s.scanDelivery(s.dbQueryRow(ctx, s.r, qDeliveryByID, id))
 }
 
 // Deliveries implements Store; oldest means earliest log entry. A limit ≤ 0
@@ -201,14 +204,14 @@ func (s *sqlStore) Deliveries(ctx context.Context, state string, limit int) ([]D
 		limit = 1 << 30
 	}
 	if state == "" {
-		return scanDeliveries(s.dbQuery(ctx, s.r, qDeliveries, limit))
+		return s.scanDeliveries(s.dbQuery(ctx, s.r, qDeliveries, limit))
 	}
-	return scanDeliveries(s.dbQuery(ctx, s.r, qDeliveriesIn, state, limit))
+	return s.scanDeliveries(s.dbQuery(ctx, s.r, qDeliveriesIn, state, limit))
 }
 
 // DeliveriesOf implements Store.
 func (s *sqlStore) DeliveriesOf(ctx context.Context, exchangeID string) ([]Delivery, error) {
-	return scanDeliveries(s.dbQuery(ctx, s.r, qDeliveriesOf, exchangeID))
+	return s.scanDeliveries(s.dbQuery(ctx, s.r, qDeliveriesOf, exchangeID))
 }
 
 // Redrive implements Store: the row becomes queued with no attempts and no

@@ -22,7 +22,8 @@ type sqlStore struct {
 	jobs         chan *txJob   // group commit queue; nil when off
 	committed    chan struct{} // closed when the committer has stopped
 	maxBatch     int
-	st           stmts // the registry's statements, readied at open
+	st           stmts  // the registry's statements, readied at open
+	sealer       Sealer // encrypts payload columns; nil: stored in clear
 	groupStats
 	closeState
 }
@@ -155,7 +156,7 @@ const exchangeCols = `e.id, e.from_division, e.to_division, e.source_case_no, e.
 
 const exchangeFrom = ` FROM exchanges e LEFT JOIN deliveries d ON d.exchange_id = e.id AND d.seq = 0 `
 
-func scanExchange(row interface{ Scan(...any) error }) (*Exchange, error) {
+func (s *sqlStore) scanExchange(row interface{ Scan(...any) error }) (*Exchange, error) {
 	var (
 		ex                             Exchange
 		policyInput, decision          []byte
@@ -173,6 +174,12 @@ func scanExchange(row interface{ Scan(...any) error }) (*Exchange, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: read exchange: %w", err)
+	}
+	if ex.Request, err = s.open(ex.Request, placeExchangeRequest, ex.ID); err != nil {
+		return nil, err
+	}
+	if ex.Translated, err = s.open(ex.Translated, placeExchangeTranslated, ex.ID); err != nil {
+		return nil, err
 	}
 	if ex.LeafHash, err = hash32(leaf); err != nil {
 		return nil, err
@@ -227,7 +234,7 @@ func (s *sqlStore) CreateExchange(ctx context.Context, ex *Exchange, entry LogAp
 	}
 	var existing *Exchange
 	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		old, err := scanExchange(s.txQueryRow(ctx, tx, qExchangeBySource, n.From, n.SourceCaseNo))
+		old, err := s.scanExchange(s.txQueryRow(ctx, tx, qExchangeBySource, n.From, n.SourceCaseNo))
 		if err == nil {
 			existing = old
 			return ErrDuplicate
@@ -247,7 +254,8 @@ func (s *sqlStore) CreateExchange(ctx context.Context, ex *Exchange, entry LogAp
 		}
 		_, err = s.txExec(ctx, tx, qInsertExchange,
 			n.ID, n.From, n.To, n.SourceCaseNo, n.TargetCaseNo, n.Item, n.Mode, n.Revision, n.RequestDigest, n.ContentType,
-			n.Request, n.Translated, []byte(n.PolicyInput), []byte(n.Decision), n.Receipt,
+			s.seal(n.Request, placeExchangeRequest, n.ID), s.seal(n.Translated, placeExchangeTranslated, n.ID),
+			[]byte(n.PolicyInput), []byte(n.Decision), n.Receipt,
 			int64(pos.Index), pos.LeafHash[:], ns(n.CreatedAt))
 		if err != nil {
 			if isUniqueViolation(err) {
@@ -257,7 +265,7 @@ func (s *sqlStore) CreateExchange(ctx context.Context, ex *Exchange, entry LogAp
 		}
 		created := ns(n.CreatedAt)
 		_, err = s.txExec(ctx, tx, qQueueCase,
-			n.ID, n.ID, n.To, n.Translated, optionalSum(n.TranslatedSM3), int64(pos.Index), StateQueued, created, created, created)
+			n.ID, n.ID, n.To, s.seal(n.Translated, placeDeliveryPayload, n.ID), optionalSum(n.TranslatedSM3), int64(pos.Index), StateQueued, created, created, created)
 		if err != nil {
 			return fmt.Errorf("store: queue delivery: %w", err)
 		}
@@ -269,7 +277,7 @@ func (s *sqlStore) CreateExchange(ctx context.Context, ex *Exchange, entry LogAp
 	case errors.Is(err, errDupRace):
 		// A concurrent transaction (another replica) inserted the same case
 		// first; ours rolled back, log index included.
-		old, err := scanExchange(s.dbQueryRow(ctx, s.w, qExchangeBySource, n.From, n.SourceCaseNo))
+		old, err := s.scanExchange(s.dbQueryRow(ctx, s.w, qExchangeBySource, n.From, n.SourceCaseNo))
 		if err != nil {
 			return nil, fmt.Errorf("store: exchange id or case number already taken: %w", err)
 		}
@@ -290,7 +298,7 @@ var errDupRace = errors.New("store: concurrent duplicate")
 
 // GetExchange implements Store.
 func (s *sqlStore) GetExchange(ctx context.Context, id string) (*Exchange, error) {
-	return scanExchange(s.dbQueryRow(ctx, s.r, qExchangeByID, id))
+	return s.scanExchange(s.dbQueryRow(ctx, s.r, qExchangeByID, id))
 }
 
 // FindExchange implements Store. When a number names several exchanges (two
@@ -299,7 +307,7 @@ func (s *sqlStore) FindExchange(ctx context.Context, caseNo string) (*Exchange, 
 	if caseNo == "" {
 		return nil, ErrNotFound
 	}
-	return scanExchange(s.dbQueryRow(ctx, s.r, qExchangeByCaseNo, caseNo, caseNo))
+	return s.scanExchange(s.dbQueryRow(ctx, s.r, qExchangeByCaseNo, caseNo, caseNo))
 }
 
 // FindExchangeOf implements Store.
@@ -307,7 +315,7 @@ func (s *sqlStore) FindExchangeOf(ctx context.Context, division, caseNo string) 
 	if caseNo == "" {
 		return nil, ErrNotFound
 	}
-	return scanExchange(s.dbQueryRow(ctx, s.r, qExchangeOf, division, caseNo, division, caseNo))
+	return s.scanExchange(s.dbQueryRow(ctx, s.r, qExchangeOf, division, caseNo, division, caseNo))
 }
 
 // ---- statuses ----
@@ -325,7 +333,7 @@ var (
 	qStatusesOf = newQuery("SELECT " + statusCols + " FROM statuses WHERE exchange_id = ? ORDER BY seq")
 )
 
-func scanStatus(row interface{ Scan(...any) error }) (*StatusUpdate, error) {
+func (s *sqlStore) scanStatus(row interface{ Scan(...any) error }) (*StatusUpdate, error) {
 	var (
 		st                         StatusUpdate
 		seq, at, logIndex, created int64
@@ -338,6 +346,13 @@ func scanStatus(row interface{ Scan(...any) error }) (*StatusUpdate, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: read status: %w", err)
+	}
+	place := statusPlace(st.ExchangeID, int(seq))
+	if st.Request, err = s.open(st.Request, placeStatusRequest, place); err != nil {
+		return nil, err
+	}
+	if st.Translated, err = s.open(st.Translated, placeStatusTranslated, place); err != nil {
+		return nil, err
 	}
 	if st.LeafHash, err = hash32(leaf); err != nil {
 		return nil, err
@@ -371,7 +386,7 @@ func (s *sqlStore) AddStatus(ctx context.Context, st *StatusUpdate, terminal fun
 		if err != nil {
 			return fmt.Errorf("store: read exchange: %w", err)
 		}
-		old, err := scanStatus(s.txQueryRow(ctx, tx, qStatusByDigest, n.ExchangeID, n.From, n.RequestDigest))
+		old, err := s.scanStatus(s.txQueryRow(ctx, tx, qStatusByDigest, n.ExchangeID, n.From, n.RequestDigest))
 		if err == nil {
 			existing = old
 			return ErrDuplicate
@@ -394,7 +409,9 @@ func (s *sqlStore) AddStatus(ctx context.Context, st *StatusUpdate, terminal fun
 			}
 		}
 		if _, err := s.txExec(ctx, tx, qInsertStatus,
-			n.ExchangeID, n.Seq, n.From, n.To, n.State, ns(n.At), n.RequestDigest, n.Request, n.Translated, n.Receipt,
+			n.ExchangeID, n.Seq, n.From, n.To, n.State, ns(n.At), n.RequestDigest,
+			s.seal(n.Request, placeStatusRequest, statusPlace(n.ExchangeID, n.Seq)),
+			s.seal(n.Translated, placeStatusTranslated, statusPlace(n.ExchangeID, n.Seq)), n.Receipt,
 			int64(pos.Index), pos.LeafHash[:], ns(n.CreatedAt)); err != nil {
 			return fmt.Errorf("store: insert status: %w", err)
 		}
@@ -403,7 +420,8 @@ func (s *sqlStore) AddStatus(ctx context.Context, st *StatusUpdate, terminal fun
 		}
 		created := ns(n.CreatedAt)
 		if _, err := s.txExec(ctx, tx, qQueueStatus,
-			StatusDeliveryID(n.ExchangeID, n.Seq), n.ExchangeID, n.Seq, n.To, n.Translated, optionalSum(n.TranslatedSM3), int64(pos.Index), StateQueued,
+			StatusDeliveryID(n.ExchangeID, n.Seq), n.ExchangeID, n.Seq, n.To,
+			s.seal(n.Translated, placeDeliveryPayload, StatusDeliveryID(n.ExchangeID, n.Seq)), optionalSum(n.TranslatedSM3), int64(pos.Index), StateQueued,
 			created, created, created); err != nil {
 			return fmt.Errorf("store: queue delivery: %w", err)
 		}
@@ -435,7 +453,7 @@ func (s *sqlStore) Statuses(ctx context.Context, exchangeID string) ([]StatusUpd
 	defer rows.Close()
 	var out []StatusUpdate
 	for rows.Next() {
-		st, err := scanStatus(rows)
+		st, err := s.scanStatus(rows)
 		if err != nil {
 			return nil, err
 		}
