@@ -191,7 +191,7 @@ func NewServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*Server, 
 	s.Handler = NewHTTPHandler(MakeEndpoints(svc, s.Limiter.Middleware()), HTTPOptions{
 		Verifier: verifier, Signer: s.Gateway, PublicURL: cfg.PublicURL, Logger: logger,
 		Routes: routes, Ready: s.Ready, Metrics: promhttp.HandlerFor(s.Metrics, promhttp.HandlerOpts{}),
-		Unauthenticated: kitprom.NewCounter(unauthVec), Console: consoleHandler,
+		Unauthenticated: kitprom.NewCounter(unauthVec), Console: consoleHandler, Deny: s.core.deny,
 	})
 	return s, nil
 }

@@ -27,6 +27,9 @@ type HTTPOptions struct {
 	// Extra signed routes (admin, audit), registered on the signed mux by
 	// pattern ("POST /admin/v1/…").
 	Routes map[string]http.Handler
+	// Deny records an authenticated POST refused outside the service (an
+	// unknown route) as a denied log entry, and returns the error to answer.
+	Deny func(context.Context, Request, error) error
 	// Operations routes: unsigned.
 	Ready   func(context.Context) error
 	Metrics http.Handler
@@ -67,7 +70,13 @@ func NewHTTPHandler(eps Endpoints, o HTTPOptions) http.Handler {
 		signed.Handle(pattern, h)
 	}
 	signed.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		enc(context.WithValue(r.Context(), requestKey, r), newError(CodeNotFound, "no such route"), w)
+		ctx := context.WithValue(r.Context(), requestKey, r)
+		var err error = newError(CodeNotFound, "no such route")
+		if vr, verr := verified(ctx); verr == nil && r.Method == http.MethodPost && o.Deny != nil {
+			// An authenticated POST refused is a denied entry (exchange-log.md).
+			err = o.Deny(ctx, Request{Caller: vr.Identity, Signed: vr.Request, ContentType: r.Header.Get("Content-Type"), Body: vr.Body}, err)
+		}
+		enc(ctx, err, w)
 	})
 
 	v := o.Verifier
