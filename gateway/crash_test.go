@@ -99,7 +99,7 @@ func TestCrashAfterAccepted(t *testing.T) {
 		}
 	}
 
-	resp, err := e.nanhai.SendCase(context.Background(), "https://"+string(addr), f.input)
+	resp, err := e.nanhai.SendCase(context.Background(), "https://"+string(addr), f.Input)
 	mustOK(t, cmd.Process.Kill())
 	killed = true
 	werr := cmd.Wait()
@@ -118,7 +118,7 @@ func TestCrashAfterAccepted(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the accepted exchange is lost: %v", err)
 	}
-	if !bytes.Equal(ex.Request, f.input) || ex.LogIndex != rc.LogIndex || len(ex.Translated) == 0 {
+	if !bytes.Equal(ex.Request, f.Input) || ex.LogIndex != rc.LogIndex || len(ex.Translated) == 0 {
 		t.Errorf("stored exchange: log index %d (receipt %d), request %d bytes, translated %d bytes",
 			ex.LogIndex, rc.LogIndex, len(ex.Request), len(ex.Translated))
 	}
@@ -165,7 +165,7 @@ func TestCrashAfterAccepted(t *testing.T) {
 	}
 
 	// The sender, unsure, sends it again: 200 and the same receipt.
-	again, err := e.nanhai.SendCase(ctx, e.url, f.input)
+	again, err := e.nanhai.SendCase(ctx, e.url, f.Input)
 	send(t, "resubmit", again, err, http.StatusOK)
 	if !bytes.Equal(again.Body, resp.Body) {
 		t.Errorf("resubmission receipt\n%s\nwant\n%s", again.Body, resp.Body)

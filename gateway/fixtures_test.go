@@ -4,24 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"encoding/xml"
-	"errors"
-	"io"
 	"net/http"
-	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"testing"
-	"time"
-
-	"golang.org/x/text/encoding/simplifiedchinese"
 
 	"github.com/tongban/tongban/adapters"
 	"github.com/tongban/tongban/gateway"
+	"github.com/tongban/tongban/internal/fixturetest"
 	"github.com/tongban/tongban/policies"
 	"github.com/tongban/tongban/sim"
 )
@@ -35,71 +27,13 @@ var fixtureDirs = []string{
 	filepath.Join("..", "..", "shared", "fixtures"),
 }
 
-// expectation is a sample's expect.json (shared/fixtures/README.md).
-type expectation struct {
-	From   string `json:"from"`
-	Kind   string `json:"kind"`
-	CaseNo string `json:"case_no"`
-	Setup  *struct {
-		Fixture   string `json:"fixture"`
-		AckCaseNo string `json:"ack_case_no"`
-	} `json:"setup"`
-	Result   string   `json:"result"`
-	Fields   []string `json:"fields"`
-	Decision struct {
-		Allow            bool     `json:"allow"`
-		Reasons          []string `json:"reasons"`
-		MissingMaterials []string `json:"missing_materials"`
-		Mode             string   `json:"mode"`
-		TargetImplCode   string   `json:"target_impl_code"`
-		PromisedDays     int      `json:"promised_days"`
-	} `json:"decision"`
-	DeliveredLiwan  json.RawMessage `json:"delivered_liwan"`
-	DeliveredNanhai json.RawMessage `json:"delivered_nanhai"`
-}
-
-type fixture struct {
-	name  string
-	exp   expectation
-	input []byte
-}
+// fixture is a sample: its expect.json and the record its sender sends.
+type fixture = fixturetest.Sample
 
 // loadFixtures reads every sample by name.
 func loadFixtures(tb testing.TB) map[string]*fixture {
 	tb.Helper()
-	out := map[string]*fixture{}
-	for _, root := range fixtureDirs {
-		des, err := os.ReadDir(root)
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			tb.Fatal(err)
-		}
-		for _, de := range des {
-			if !de.IsDir() {
-				continue
-			}
-			dir := filepath.Join(root, de.Name())
-			f := &fixture{name: de.Name()}
-			b, err := os.ReadFile(filepath.Join(dir, "expect.json"))
-			if err != nil {
-				tb.Fatal(err)
-			}
-			if err := json.Unmarshal(b, &f.exp); err != nil {
-				tb.Fatalf("%s: %v", dir, err)
-			}
-			ext := map[string]string{"nanhai": ".xml", "liwan": ".json"}[f.exp.From]
-			if f.input, err = os.ReadFile(filepath.Join(dir, f.exp.Kind+ext)); err != nil {
-				tb.Fatal(err)
-			}
-			out[f.name] = f
-		}
-	}
-	if len(out) == 0 {
-		tb.Fatal("no samples in testdata/fixtures")
-	}
-	return out
+	return fixturetest.Load(tb, fixtureDirs...)
 }
 
 // TestFixtures submits every sample over real HTTP, signed by the partner
@@ -120,13 +54,13 @@ func TestFixtures(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
-			switch f.exp.Kind {
+			switch f.Exp.Kind {
 			case "case":
 				submitFixture(t, e, f)
 			case "status":
 				statusFixture(t, e, f, all)
 			default:
-				t.Fatalf("unknown kind %q", f.exp.Kind)
+				t.Fatalf("unknown kind %q", f.Exp.Kind)
 			}
 		})
 	}
@@ -137,28 +71,28 @@ func TestFixtures(t *testing.T) {
 // exchange id.
 func submitFixture(t *testing.T, e *env, f *fixture) string {
 	t.Helper()
-	from := e.sim(f.exp.From)
+	from := e.sim(f.Exp.From)
 	before := e.logSize(t)
-	resp, err := from.SendCase(context.Background(), e.url, f.input)
+	resp, err := from.SendCase(context.Background(), e.url, f.Input)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, decErr := from.Codec().DecodeCase(f.input)
+	c, decErr := from.Codec().DecodeCase(f.Input)
 	var pii []string
 	if decErr == nil {
 		pii = personalData(c)
 		defer checkNoPersonalData(t, e, before, pii)
 	}
 	signer := pki.Nanhai
-	if f.exp.From == "liwan" {
+	if f.Exp.From == "liwan" {
 		signer = pki.Liwan
 	}
-	switch f.exp.Result {
+	switch f.Exp.Result {
 	case "ok":
-		send(t, f.name, resp, nil, http.StatusAccepted)
+		send(t, f.Name, resp, nil, http.StatusAccepted)
 		rc := resp.Receipt
-		if rc.State != "queued" || rc.Decision == nil || !rc.Decision.Allow || rc.Decision.Mode != f.exp.Decision.Mode {
-			t.Errorf("receipt %s, want queued and allowed in mode %s", resp.Body, f.exp.Decision.Mode)
+		if rc.State != "queued" || rc.Decision == nil || !rc.Decision.Allow || rc.Decision.Mode != f.Exp.Decision.Mode {
+			t.Errorf("receipt %s, want queued and allowed in mode %s", resp.Body, f.Exp.Decision.Mode)
 		}
 		if rc.Decision.Revision != e.srv.Policy.Load().Revision() {
 			t.Errorf("receipt revision %s, active %s", rc.Decision.Revision, e.srv.Policy.Load().Revision())
@@ -170,12 +104,12 @@ func submitFixture(t *testing.T, e *env, f *fixture) string {
 		if want := translateLikeCLI(t, f); !bytes.Equal(ex.Translated, want) {
 			t.Errorf("stored translation differs from `tongban translate`:\n%s\nwant\n%s", ex.Translated, want)
 		}
-		if !bytes.Equal(ex.Request, f.input) {
+		if !bytes.Equal(ex.Request, f.Input) {
 			t.Error("stored request differs from the body sent")
 		}
-		checkDelivered(t, f.exp, ex.Translated)
+		fixturetest.CheckDelivered(t, f.Exp, ex.Translated)
 		e.waitDelivered(t, rc.ExchangeID)
-		got := received(t, e.other(f.exp.From), rc.ExchangeID)
+		got := received(t, e.other(f.Exp.From), rc.ExchangeID)
 		if got.Kind != sim.KindCase || !got.Accepted || !bytes.Equal(got.Body, ex.Translated) {
 			t.Errorf("the owning district received %+v, want the stored translation", got)
 		}
@@ -193,11 +127,11 @@ func submitFixture(t *testing.T, e *env, f *fixture) string {
 				t.Errorf("reason %s without a message", r.Code)
 			}
 		}
-		if !slices.Equal(codes, f.exp.Decision.Reasons) {
-			t.Errorf("reasons %q, want %q", codes, f.exp.Decision.Reasons)
+		if !slices.Equal(codes, f.Exp.Decision.Reasons) {
+			t.Errorf("reasons %q, want %q", codes, f.Exp.Decision.Reasons)
 		}
-		if !slices.Equal(nonNil(p.Decision.MissingMaterials), nonNil(f.exp.Decision.MissingMaterials)) {
-			t.Errorf("missing materials %q, want %q", p.Decision.MissingMaterials, f.exp.Decision.MissingMaterials)
+		if !slices.Equal(nonNil(p.Decision.MissingMaterials), nonNil(f.Exp.Decision.MissingMaterials)) {
+			t.Errorf("missing materials %q, want %q", p.Decision.MissingMaterials, f.Exp.Decision.MissingMaterials)
 		}
 		d := checkDenied(t, e, before, gateway.CodePolicyDenied, signer)
 		var in policies.Input
@@ -218,8 +152,8 @@ func submitFixture(t *testing.T, e *env, f *fixture) string {
 		for _, fe := range p.Errors {
 			fields = append(fields, fe.Field)
 		}
-		if !slices.Equal(fields, f.exp.Fields) {
-			t.Errorf("fields %q, want %q", fields, f.exp.Fields)
+		if !slices.Equal(fields, f.Exp.Fields) {
+			t.Errorf("fields %q, want %q", fields, f.Exp.Fields)
 		}
 		d := checkDenied(t, e, before, gateway.CodeValidationFailed, signer)
 		if !slices.Equal(d.Fields, fields) {
@@ -230,7 +164,7 @@ func submitFixture(t *testing.T, e *env, f *fixture) string {
 			http.StatusBadRequest, gateway.CodeMalformed, "/v1/exchanges")
 		checkDenied(t, e, before, gateway.CodeMalformed, signer)
 	default:
-		t.Fatalf("unknown result %q", f.exp.Result)
+		t.Fatalf("unknown result %q", f.Exp.Result)
 	}
 	return ""
 }
@@ -265,9 +199,9 @@ func checkExchangeEntry(t *testing.T, b []byte, f *fixture) {
 		t.Fatal(err)
 	}
 	d := en.Decision
-	if !d.Allow || d.Mode != f.exp.Decision.Mode || d.TargetImplCode != f.exp.Decision.TargetImplCode ||
-		d.PromisedDays != f.exp.Decision.PromisedDays || d.Revision == "" {
-		t.Errorf("entry decision %+v, want %+v", d, f.exp.Decision)
+	if !d.Allow || d.Mode != f.Exp.Decision.Mode || d.TargetImplCode != f.Exp.Decision.TargetImplCode ||
+		d.PromisedDays != f.Exp.Decision.PromisedDays || d.Revision == "" {
+		t.Errorf("entry decision %+v, want %+v", d, f.Exp.Decision)
 	}
 	if en.Translated.Digest == "" || en.SourceCase == "" || en.Item == "" {
 		t.Errorf("entry %s lacks translated digest, source case or item", b)
@@ -282,8 +216,8 @@ func translateLikeCLI(t *testing.T, f *fixture) []byte {
 	engine, err := policies.Compile(ctx, policies.Pilot())
 	mustOK(t, err)
 	partners := gateway.PilotPartners()
-	src := partners.ByID(f.exp.From)
-	c, err := src.Codec.DecodeCase(f.input)
+	src := partners.ByID(f.Exp.From)
+	c, err := src.Codec.DecodeCase(f.Input)
 	mustOK(t, err)
 	tr, err := gateway.TranslateCase(ctx, engine, partners, src, c)
 	mustOK(t, err)
@@ -294,33 +228,33 @@ func translateLikeCLI(t *testing.T, f *fixture) []byte {
 // delivered for real), then sends the status and checks its delivery.
 func statusFixture(t *testing.T, e *env, f *fixture, all map[string]*fixture) {
 	t.Helper()
-	if f.exp.Setup == nil {
+	if f.Exp.Setup == nil {
 		t.Fatal("a status sample without setup")
 	}
-	setup := all[f.exp.Setup.Fixture]
+	setup := all[f.Exp.Setup.Fixture]
 	if setup == nil {
-		t.Fatalf("setup sample %s missing", f.exp.Setup.Fixture)
+		t.Fatalf("setup sample %s missing", f.Exp.Setup.Fixture)
 	}
-	handler := e.other(setup.exp.From)
-	burnNumbers(t, handler.Partner, f.exp.Setup.AckCaseNo)
+	handler := e.other(setup.Exp.From)
+	burnNumbers(t, handler.Partner, f.Exp.Setup.AckCaseNo)
 	id := submitFixture(t, e, setup)
 	ex := e.waitDelivered(t, id)
-	body := f.input
-	if ex.TargetCaseNo != f.exp.Setup.AckCaseNo {
+	body := f.Input
+	if ex.TargetCaseNo != f.Exp.Setup.AckCaseNo {
 		// The simulated district numbers by today's date; the sample's
 		// acknowledgement number is of its own day.
-		t.Logf("acknowledged as %s, not %s: the status names the number assigned", ex.TargetCaseNo, f.exp.Setup.AckCaseNo)
-		body = bytes.ReplaceAll(body, []byte(f.exp.Setup.AckCaseNo), []byte(ex.TargetCaseNo))
+		t.Logf("acknowledged as %s, not %s: the status names the number assigned", ex.TargetCaseNo, f.Exp.Setup.AckCaseNo)
+		body = bytes.ReplaceAll(body, []byte(f.Exp.Setup.AckCaseNo), []byte(ex.TargetCaseNo))
 	}
-	from := e.sim(f.exp.From)
+	from := e.sim(f.Exp.From)
 	before := e.logSize(t)
 	resp, err := from.SendStatus(context.Background(), e.url, body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	switch f.exp.Result {
+	switch f.Exp.Result {
 	case "ok":
-		send(t, f.name, resp, nil, http.StatusAccepted)
+		send(t, f.Name, resp, nil, http.StatusAccepted)
 		if resp.Receipt.Decision != nil || resp.Receipt.ExchangeID != id {
 			t.Errorf("status receipt %s: want exchange %s and no decision", resp.Body, id)
 		}
@@ -331,21 +265,21 @@ func statusFixture(t *testing.T, e *env, f *fixture, all map[string]*fixture) {
 			t.Fatalf("%d statuses stored", len(sts))
 		}
 		partners := gateway.PilotPartners()
-		src := partners.ByID(f.exp.From)
-		want, err := gateway.TranslateStatus(src, partners.Other(src), body, f.exp.CaseNo)
+		src := partners.ByID(f.Exp.From)
+		want, err := gateway.TranslateStatus(src, partners.Other(src), body, f.Exp.CaseNo)
 		mustOK(t, err)
 		if !bytes.Equal(sts[0].Translated, want) {
 			t.Errorf("stored status translation\n%s\nwant (`tongban translate --status`)\n%s", sts[0].Translated, want)
 		}
-		checkDelivered(t, f.exp, sts[0].Translated)
+		fixturetest.CheckDelivered(t, f.Exp, sts[0].Translated)
 		e.waitDeliveries(t, id, 2)
-		got := received(t, e.other(f.exp.From), id+".1")
-		if got.Kind != sim.KindStatus || !got.Accepted || !bytes.Equal(got.Body, sts[0].Translated) || got.CaseNo != f.exp.CaseNo {
+		got := received(t, e.other(f.Exp.From), id+".1")
+		if got.Kind != sim.KindStatus || !got.Accepted || !bytes.Equal(got.Body, sts[0].Translated) || got.CaseNo != f.Exp.CaseNo {
 			t.Errorf("the receiving district got %+v", got)
 		}
 	case "invalid", "malformed":
 		code, status := gateway.CodeValidationFailed, http.StatusUnprocessableEntity
-		if f.exp.Result == "malformed" {
+		if f.Exp.Result == "malformed" {
 			code, status = gateway.CodeMalformed, http.StatusBadRequest
 		}
 		p := checkProblem(t, &answer{Status: resp.Status, Header: http.Header{"Content-Type": {resp.ContentType}}, Body: resp.Body}, status, code, "/v1/status")
@@ -354,17 +288,17 @@ func statusFixture(t *testing.T, e *env, f *fixture, all map[string]*fixture) {
 			for _, fe := range p.Errors {
 				fields = append(fields, fe.Field)
 			}
-			if !slices.Equal(fields, f.exp.Fields) {
-				t.Errorf("fields %q, want %q", fields, f.exp.Fields)
+			if !slices.Equal(fields, f.Exp.Fields) {
+				t.Errorf("fields %q, want %q", fields, f.Exp.Fields)
 			}
 		}
 		signer := pki.Nanhai
-		if f.exp.From == "liwan" {
+		if f.Exp.From == "liwan" {
 			signer = pki.Liwan
 		}
 		checkDenied(t, e, before, code, signer)
 	default:
-		t.Fatalf("result %q of a status sample", f.exp.Result)
+		t.Fatalf("result %q of a status sample", f.Exp.Result)
 	}
 }
 
@@ -394,116 +328,11 @@ func burnNumbers(t *testing.T, p *sim.Partner, want string) {
 	}
 }
 
-// checkDelivered compares a translated record with expect.json's
-// delivered_liwan (JSON; times as instants) or delivered_nanhai (element →
-// text of the GBK XML).
-func checkDelivered(t *testing.T, exp expectation, record []byte) {
-	t.Helper()
-	switch {
-	case exp.DeliveredLiwan != nil:
-		var got, want any
-		if err := json.Unmarshal(record, &got); err != nil {
-			t.Fatalf("delivered record: %v\n%s", err, record)
-		}
-		mustOK(t, json.Unmarshal(exp.DeliveredLiwan, &want))
-		if !jsonEqual(got, want) {
-			t.Errorf("delivered to Liwan:\n%s\nwant\n%s", record, exp.DeliveredLiwan)
-		}
-	case exp.DeliveredNanhai != nil:
-		var want map[string]any
-		mustOK(t, json.Unmarshal(exp.DeliveredNanhai, &want))
-		if got := nanhaiElements(t, record); !reflect.DeepEqual(got, want) {
-			t.Errorf("delivered to Nanhai:\n%v\nwant\n%v", got, want)
-		}
-	default:
-		t.Error("an accepted sample without delivered_liwan or delivered_nanhai")
-	}
-}
-
-// jsonEqual compares decoded JSON values; strings that are both RFC 3339
-// times compare as instants.
-func jsonEqual(a, b any) bool {
-	switch x := a.(type) {
-	case map[string]any:
-		y, ok := b.(map[string]any)
-		if !ok || len(x) != len(y) {
-			return false
-		}
-		for k, v := range x {
-			if w, ok := y[k]; !ok || !jsonEqual(v, w) {
-				return false
-			}
-		}
-		return true
-	case []any:
-		y, ok := b.([]any)
-		if !ok || len(x) != len(y) {
-			return false
-		}
-		for i := range x {
-			if !jsonEqual(x[i], y[i]) {
-				return false
-			}
-		}
-		return true
-	case string:
-		y, ok := b.(string)
-		if !ok {
-			return false
-		}
-		tx, ex := time.Parse(time.RFC3339, x)
-		ty, ey := time.Parse(time.RFC3339, y)
-		if ex == nil && ey == nil {
-			return tx.Equal(ty)
-		}
-		return x == y
-	}
-	return reflect.DeepEqual(a, b)
-}
-
-type xmlElem struct {
-	XMLName  xml.Name
-	Text     string    `xml:",chardata"`
-	Children []xmlElem `xml:",any"`
-}
-
-// nanhaiElements reads a GBK Nanhai document into element → text
-// (MATERIALS as a list of element → text), read without the codec.
-func nanhaiElements(t *testing.T, doc []byte) map[string]any {
-	t.Helper()
-	if !bytes.HasPrefix(doc, []byte(`<?xml version="1.0" encoding="GBK"?>`)) {
-		t.Errorf("no GBK declaration: %.60q", doc)
-	}
-	utf, err := simplifiedchinese.GBK.NewDecoder().Bytes(doc)
-	mustOK(t, err)
-	d := xml.NewDecoder(bytes.NewReader(utf))
-	d.CharsetReader = func(_ string, r io.Reader) (io.Reader, error) { return r, nil }
-	var root xmlElem
-	mustOK(t, d.Decode(&root))
-	out := map[string]any{}
-	for _, c := range root.Children {
-		if c.XMLName.Local == "MATERIALS" {
-			list := []any{}
-			for _, m := range c.Children {
-				mm := map[string]any{}
-				for _, f := range m.Children {
-					mm[f.XMLName.Local] = strings.TrimSpace(f.Text)
-				}
-				list = append(list, mm)
-			}
-			out["MATERIALS"] = list
-			continue
-		}
-		out[c.XMLName.Local] = c.Text
-	}
-	return out
-}
-
 // caseOf decodes a sample case with its sender's codec.
 func caseOf(t *testing.T, f *fixture) *adapters.Case {
 	t.Helper()
-	codec := gateway.PilotPartners().ByID(f.exp.From).Codec
-	c, err := codec.DecodeCase(f.input)
+	codec := gateway.PilotPartners().ByID(f.Exp.From).Codec
+	c, err := codec.DecodeCase(f.Input)
 	mustOK(t, err)
 	return c
 }

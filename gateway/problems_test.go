@@ -25,7 +25,7 @@ func variant(t *testing.T, f *fixture, change func(*adapters.Case)) []byte {
 	t.Helper()
 	c := caseOf(t, f)
 	change(c)
-	b, err := gateway.PilotPartners().ByID(f.exp.From).Codec.EncodeCase(c)
+	b, err := gateway.PilotPartners().ByID(f.Exp.From).Codec.EncodeCase(c)
 	mustOK(t, err)
 	return b
 }
@@ -54,7 +54,7 @@ func TestSignatureRefusals(t *testing.T) {
 	mustOK(t, err)
 	e := newEnv(t, withMaxBody(maxBody), withPartnerCert("nanhai", expired.Certificate()))
 	fixtures := loadFixtures(t)
-	body := fixtures["nanhai-llc-setup"].input
+	body := fixtures["nanhai-llc-setup"].Input
 	const ct = "application/xml; charset=GBK"
 	const path = "/v1/exchanges"
 
@@ -217,9 +217,9 @@ func TestRequestRefusals(t *testing.T) {
 	// An accepted case of each district, for the conflicts; Liwan is down,
 	// so that Nanhai's case stays undelivered for the withdrawal.
 	e.liwan.Down(true)
-	resp, err := e.nanhai.SendCase(ctx, e.url, llc.input)
+	resp, err := e.nanhai.SendCase(ctx, e.url, llc.Input)
 	accepted := send(t, "llc", resp, err, http.StatusAccepted)
-	resp, err = e.liwan.SendCase(ctx, e.url, physician.input)
+	resp, err = e.liwan.SendCase(ctx, e.url, physician.Input)
 	send(t, "physician", resp, err, http.StatusAccepted)
 
 	invalid := variant(t, physician, func(c *adapters.Case) {
@@ -241,16 +241,16 @@ func TestRequestRefusals(t *testing.T) {
 		code   string
 		fields []string
 	}{
-		{"Nanhai XML from Liwan", pki.Liwan, "/v1/exchanges", "application/xml; charset=GBK", llc.input, 415, gateway.CodeUnsupportedMedia, nil},
-		{"XML labelled JSON", pki.Liwan, "/v1/exchanges", "application/json", llc.input, 400, gateway.CodeMalformed, nil},
-		{"JSON labelled Nanhai XML", pki.Nanhai, "/v1/exchanges", "application/xml; charset=GBK", physician.input, 400, gateway.CodeMalformed, nil},
+		{"Nanhai XML from Liwan", pki.Liwan, "/v1/exchanges", "application/xml; charset=GBK", llc.Input, 415, gateway.CodeUnsupportedMedia, nil},
+		{"XML labelled JSON", pki.Liwan, "/v1/exchanges", "application/json", llc.Input, 400, gateway.CodeMalformed, nil},
+		{"JSON labelled Nanhai XML", pki.Nanhai, "/v1/exchanges", "application/xml; charset=GBK", physician.Input, 400, gateway.CodeMalformed, nil},
 		{"wrong check digit", pki.Liwan, "/v1/exchanges", "application/json", invalid, 422, gateway.CodeValidationFailed, []string{"/applicant/idNumber"}},
-		{"not a cross-district item", pki.Nanhai, "/v1/exchanges", "application/xml; charset=GBK", hukou.input, 403, gateway.CodePolicyDenied, nil},
+		{"not a cross-district item", pki.Nanhai, "/v1/exchanges", "application/xml; charset=GBK", hukou.Input, 403, gateway.CodePolicyDenied, nil},
 		{"same case number, other content", pki.Liwan, "/v1/exchanges", "application/json", conflict, 409, gateway.CodeDuplicateConflict, nil},
 		{"status of no case of the caller", pki.Liwan, "/v1/status", "application/json", unknownStatus, 404, gateway.CodeNotFound, nil},
 		{"status of an unknown exchange", pki.Liwan, "/v1/exchanges/01JD000000000000000000000/status", "application/json", unknownStatus, 404, gateway.CodeNotFound, nil},
 		{"withdrawal before delivery", pki.Nanhai, "/v1/status", "application/xml; charset=GBK", withdrawn, 409, gateway.CodeInvalidTransition, nil},
-		{"no such route", pki.Nanhai, "/v1/nothing", "application/xml; charset=GBK", llc.input, 404, gateway.CodeNotFound, nil},
+		{"no such route", pki.Nanhai, "/v1/nothing", "application/xml; charset=GBK", llc.Input, 404, gateway.CodeNotFound, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -75,7 +75,7 @@ func TestStatusRules(t *testing.T) {
 	day := time.Now().Truncate(time.Second)
 
 	e.liwan.Down(true)
-	resp, err := e.nanhai.SendCase(ctx, e.url, llc.input)
+	resp, err := e.nanhai.SendCase(ctx, e.url, llc.Input)
 	id := send(t, "case", resp, err, http.StatusAccepted).Receipt.ExchangeID
 
 	// Before Liwan acknowledged the case: Nanhai may not even withdraw.
@@ -309,7 +309,7 @@ func TestLookups(t *testing.T) {
 	third := thirdPartner(t)
 	e := newEnv(t, withThirdPartner(thirdDivision, third))
 	f := loadFixtures(t)["liwan-physician"]
-	resp, err := e.liwan.SendCase(context.Background(), e.url, f.input)
+	resp, err := e.liwan.SendCase(context.Background(), e.url, f.Input)
 	id := send(t, "case", resp, err, http.StatusAccepted).Receipt.ExchangeID
 	ex := e.waitDelivered(t, id)
 	liwanNo, nanhaiNo := ex.SourceCaseNo, ex.TargetCaseNo
@@ -358,11 +358,11 @@ func TestResubmission(t *testing.T) {
 	ctx := context.Background()
 	for _, name := range []string{"nanhai-llc-setup", "liwan-physician"} {
 		f := loadFixtures(t)[name]
-		p := e.sim(f.exp.From)
-		first, err := p.SendCase(ctx, e.url, f.input)
+		p := e.sim(f.Exp.From)
+		first, err := p.SendCase(ctx, e.url, f.Input)
 		send(t, name, first, err, http.StatusAccepted)
 		before := e.logSize(t)
-		again, err := p.SendCase(ctx, e.url, f.input)
+		again, err := p.SendCase(ctx, e.url, f.Input)
 		send(t, name+" again", again, err, http.StatusOK)
 		if !bytes.Equal(again.Body, first.Body) {
 			t.Errorf("%s: receipt\n%s\nwant\n%s", name, again.Body, first.Body)
@@ -377,7 +377,7 @@ func TestResubmission(t *testing.T) {
 		resp, err := p.SendCase(ctx, e.url, changed)
 		mustOK(t, err)
 		signer := pki.Nanhai
-		if f.exp.From == "liwan" {
+		if f.Exp.From == "liwan" {
 			signer = pki.Liwan
 		}
 		checkProblem(t, &answer{resp.Status, http.Header{"Content-Type": {resp.ContentType}}, resp.Body}, http.StatusConflict, gateway.CodeDuplicateConflict, "/v1/exchanges")
@@ -395,7 +395,7 @@ func TestOperations(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	f := loadFixtures(t)["liwan-physician"]
-	resp, err := e.liwan.SendCase(context.Background(), e.url, f.input)
+	resp, err := e.liwan.SendCase(context.Background(), e.url, f.Input)
 	send(t, "case", resp, err, http.StatusAccepted)
 	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready", "/metrics": "tongban_requests_total"} {
 		a := e.do(t, e.request(t, http.MethodGet, path, ""))
@@ -430,7 +430,7 @@ func TestApplicantDistrictStatus(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	f := loadFixtures(t)["liwan-physician"]
-	resp, err := e.liwan.SendCase(context.Background(), e.url, f.input)
+	resp, err := e.liwan.SendCase(context.Background(), e.url, f.Input)
 	id := send(t, "case", resp, err, http.StatusAccepted).Receipt.ExchangeID
 	ex := e.waitDelivered(t, id)
 	day := time.Now().Truncate(time.Second)
@@ -458,16 +458,16 @@ func TestRateLimited(t *testing.T) {
 		}
 	})
 	f := loadFixtures(t)["liwan-physician"]
-	resp, err := e.liwan.SendCase(context.Background(), e.url, f.input)
+	resp, err := e.liwan.SendCase(context.Background(), e.url, f.Input)
 	send(t, "case", resp, err, http.StatusAccepted)
 	before := e.logSize(t)
-	a := e.signed(t, pki.Liwan, http.MethodPost, "/v1/exchanges", "application/json", f.input)
+	a := e.signed(t, pki.Liwan, http.MethodPost, "/v1/exchanges", "application/json", f.Input)
 	checkProblem(t, a, http.StatusTooManyRequests, gateway.CodeRateLimited, "/v1/exchanges")
 	if ra, err := strconv.Atoi(a.Header.Get("Retry-After")); err != nil || ra < 1 {
 		t.Errorf("Retry-After %q", a.Header.Get("Retry-After"))
 	}
 	checkNoEntry(t, e, before)
 	// Nanhai's allowance is its own.
-	resp, err = e.nanhai.SendCase(context.Background(), e.url, loadFixtures(t)["nanhai-llc-setup"].input)
+	resp, err = e.nanhai.SendCase(context.Background(), e.url, loadFixtures(t)["nanhai-llc-setup"].Input)
 	send(t, "Nanhai's case", resp, err, http.StatusAccepted)
 }

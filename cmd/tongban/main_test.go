@@ -4,21 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"encoding/xml"
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strings"
 	"testing"
-	"time"
-
-	"golang.org/x/text/encoding/simplifiedchinese"
 
 	"github.com/tongban/tongban/adapters"
 	"github.com/tongban/tongban/adapters/liwan"
+	"github.com/tongban/tongban/internal/fixturetest"
 )
 
 // tongban runs the command line with args and returns its exit code,
@@ -51,52 +45,10 @@ var fixtureRoots = []string{
 	filepath.Join("..", "..", "..", "shared", "fixtures"),
 }
 
-type sample struct {
-	dir string
-	exp struct {
-		From            string          `json:"from"`
-		Kind            string          `json:"kind"`
-		CaseNo          string          `json:"case_no"`
-		Result          string          `json:"result"`
-		Fields          []string        `json:"fields"`
-		Decision        json.RawMessage `json:"decision"`
-		DeliveredLiwan  json.RawMessage `json:"delivered_liwan"`
-		DeliveredNanhai json.RawMessage `json:"delivered_nanhai"`
-	}
-	file string
-}
-
-func samples(t *testing.T) map[string]*sample {
+// samples reads every sample by name.
+func samples(t *testing.T) map[string]*fixturetest.Sample {
 	t.Helper()
-	out := map[string]*sample{}
-	for _, root := range fixtureRoots {
-		des, err := os.ReadDir(root)
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, de := range des {
-			if !de.IsDir() {
-				continue
-			}
-			s := &sample{dir: filepath.Join(root, de.Name())}
-			b, err := os.ReadFile(filepath.Join(s.dir, "expect.json"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := json.Unmarshal(b, &s.exp); err != nil {
-				t.Fatal(err)
-			}
-			s.file = filepath.Join(s.dir, s.exp.Kind+map[string]string{"nanhai": ".xml", "liwan": ".json"}[s.exp.From])
-			out[de.Name()] = s
-		}
-	}
-	if len(out) == 0 {
-		t.Fatal("no samples found")
-	}
-	return out
+	return fixturetest.Load(t, fixtureRoots...)
 }
 
 type problemDoc struct {
@@ -119,25 +71,20 @@ type problemDoc struct {
 func TestTranslateSamples(t *testing.T) {
 	for name, s := range samples(t) {
 		t.Run(name, func(t *testing.T) {
-			args := []string{"translate", "--from", s.exp.From, s.file}
-			if s.exp.Kind == "status" {
-				args = []string{"translate", "--from", s.exp.From, "--status", "--case-no", s.exp.CaseNo, s.file}
+			args := []string{"translate", "--from", s.Exp.From, s.File}
+			if s.Exp.Kind == "status" {
+				args = []string{"translate", "--from", s.Exp.From, "--status", "--case-no", s.Exp.CaseNo, s.File}
 			}
 			code, out, errOut := tongban(t, args...)
-			switch s.exp.Result {
+			switch s.Exp.Result {
 			case "ok":
 				if code != 0 {
 					t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 				}
-				checkRecord(t, []byte(out), s.exp.DeliveredLiwan, s.exp.DeliveredNanhai)
+				fixturetest.CheckDelivered(t, s.Exp, []byte(out))
 			case "denied":
 				p := checkProblemOut(t, code, out, 3, "policy_denied")
-				var want struct {
-					Reasons []string `json:"reasons"`
-				}
-				if err := json.Unmarshal(s.exp.Decision, &want); err != nil {
-					t.Fatal(err)
-				}
+				want := s.Exp.Decision
 				var got []string
 				if p.Decision != nil {
 					for _, r := range p.Decision.Reasons {
@@ -153,13 +100,13 @@ func TestTranslateSamples(t *testing.T) {
 				for _, fe := range p.Errors {
 					fields = append(fields, fe.Field)
 				}
-				if !slices.Equal(fields, s.exp.Fields) {
-					t.Errorf("fields %q, want %q", fields, s.exp.Fields)
+				if !slices.Equal(fields, s.Exp.Fields) {
+					t.Errorf("fields %q, want %q", fields, s.Exp.Fields)
 				}
 			case "malformed":
 				checkProblemOut(t, code, out, 2, "malformed")
 			default:
-				t.Fatalf("result %q", s.exp.Result)
+				t.Fatalf("result %q", s.Exp.Result)
 			}
 		})
 	}
@@ -196,7 +143,7 @@ func TestTranslateRefusals(t *testing.T) {
 	if phys == nil {
 		t.Fatal("sample liwan-physician missing")
 	}
-	body, err := os.ReadFile(phys.file)
+	body, err := os.ReadFile(phys.File)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +169,7 @@ func TestTranslateRefusals(t *testing.T) {
 	}
 	code, out, _ = tongban(t, "translate", "--from", "liwan", write("garbage.json", []byte("{not json")))
 	checkProblemOut(t, code, out, 2, "malformed")
-	code, out, _ = tongban(t, "translate", "--from", "nanhai", phys.file)
+	code, out, _ = tongban(t, "translate", "--from", "nanhai", phys.File)
 	checkProblemOut(t, code, out, 2, "malformed")
 	code, out, _ = tongban(t, "translate", "--from", "liwan", write("missing.json", missing))
 	if p := checkProblemOut(t, code, out, 3, "policy_denied"); p.Decision == nil || p.Decision.Allow {
@@ -231,9 +178,9 @@ func TestTranslateRefusals(t *testing.T) {
 
 	for _, args := range [][]string{
 		{"translate", "--from", "liwan", filepath.Join(dir, "absent.json")},
-		{"translate", "--from", "shunde", phys.file},
+		{"translate", "--from", "shunde", phys.File},
 		{"translate", "--from", "liwan"},
-		{"translate", "--from", "nanhai", "--status", phys.file},
+		{"translate", "--from", "nanhai", "--status", phys.File},
 	} {
 		code, out, errOut := tongban(t, args...)
 		if code == 0 || out != "" || errOut == "" {
@@ -295,115 +242,4 @@ func TestPolicyEval(t *testing.T) {
 			t.Errorf("tongban %q: exit %d, stdout %q, stderr %q", args, code, out, errOut)
 		}
 	}
-}
-
-// checkRecord compares a translated record with expect.json's
-// delivered_liwan (JSON, times as instants) or delivered_nanhai (element →
-// text of the GBK XML).
-func checkRecord(t *testing.T, record []byte, liwanWant, nanhaiWant json.RawMessage) {
-	t.Helper()
-	switch {
-	case liwanWant != nil:
-		var got, want any
-		if err := json.Unmarshal(record, &got); err != nil {
-			t.Fatalf("%v\n%s", err, record)
-		}
-		if err := json.Unmarshal(liwanWant, &want); err != nil {
-			t.Fatal(err)
-		}
-		if !jsonEqual(got, want) {
-			t.Errorf("translated\n%s\nwant\n%s", record, liwanWant)
-		}
-	case nanhaiWant != nil:
-		var want map[string]any
-		if err := json.Unmarshal(nanhaiWant, &want); err != nil {
-			t.Fatal(err)
-		}
-		if got := xmlElements(t, record); !reflect.DeepEqual(got, want) {
-			t.Errorf("translated\n%v\nwant\n%v", got, want)
-		}
-	default:
-		t.Fatal("an accepted sample without delivered_liwan or delivered_nanhai")
-	}
-}
-
-func jsonEqual(a, b any) bool {
-	switch x := a.(type) {
-	case map[string]any:
-		y, ok := b.(map[string]any)
-		if !ok || len(x) != len(y) {
-			return false
-		}
-		for k, v := range x {
-			if w, ok := y[k]; !ok || !jsonEqual(v, w) {
-				return false
-			}
-		}
-		return true
-	case []any:
-		y, ok := b.([]any)
-		if !ok || len(x) != len(y) {
-			return false
-		}
-		for i := range x {
-			if !jsonEqual(x[i], y[i]) {
-				return false
-			}
-		}
-		return true
-	case string:
-		y, ok := b.(string)
-		if !ok {
-			return false
-		}
-		tx, ex := time.Parse(time.RFC3339, x)
-		ty, ey := time.Parse(time.RFC3339, y)
-		if ex == nil && ey == nil {
-			return tx.Equal(ty)
-		}
-		return x == y
-	}
-	return reflect.DeepEqual(a, b)
-}
-
-type element struct {
-	XMLName  xml.Name
-	Text     string    `xml:",chardata"`
-	Children []element `xml:",any"`
-}
-
-// xmlElements reads a GBK Nanhai document into element → text, MATERIALS
-// as a list, without the codec.
-func xmlElements(t *testing.T, doc []byte) map[string]any {
-	t.Helper()
-	if !bytes.HasPrefix(doc, []byte(`<?xml version="1.0" encoding="GBK"?>`)) {
-		t.Errorf("no GBK declaration: %.60q", doc)
-	}
-	utf, err := simplifiedchinese.GBK.NewDecoder().Bytes(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := xml.NewDecoder(bytes.NewReader(utf))
-	d.CharsetReader = func(_ string, r io.Reader) (io.Reader, error) { return r, nil }
-	var root element
-	if err := d.Decode(&root); err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]any{}
-	for _, c := range root.Children {
-		if c.XMLName.Local == "MATERIALS" {
-			list := []any{}
-			for _, m := range c.Children {
-				mm := map[string]any{}
-				for _, f := range m.Children {
-					mm[f.XMLName.Local] = strings.TrimSpace(f.Text)
-				}
-				list = append(list, mm)
-			}
-			out["MATERIALS"] = list
-			continue
-		}
-		out[c.XMLName.Local] = c.Text
-	}
-	return out
 }
