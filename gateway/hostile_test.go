@@ -33,13 +33,11 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/text/encoding"
-	"golang.org/x/text/encoding/simplifiedchinese"
-
 	"github.com/tongban/tongban/adapters"
 	"github.com/tongban/tongban/certs"
 	"github.com/tongban/tongban/gateway/store"
 	"github.com/tongban/tongban/httpsig"
+	"github.com/tongban/tongban/internal/ruletest"
 	"github.com/tongban/tongban/sim"
 )
 
@@ -1000,201 +998,6 @@ func TestHostileOthersCase(t *testing.T) {
 	}
 }
 
-// relRule is a row of adapters/{nanhai,liwan}/testdata/rules.json: a
-// change to a valid document and the (field, code) pairs it must be
-// refused with.
-type relRule struct {
-	Name          string                     `json:"name"`
-	Doc           string                     `json:"doc"`
-	Set           map[string]json.RawMessage `json:"set"`
-	Remove        []string                   `json:"remove"`
-	Repeat        map[string][2]any          `json:"repeat"`
-	DropMaterials bool                       `json:"drop_materials"`
-	Want          [][2]string                `json:"want"`
-}
-
-func relRules(tb testing.TB, district string) []relRule {
-	tb.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "adapters", district, "testdata", "rules.json"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var rows []relRule
-	if err := json.Unmarshal(b, &rows); err != nil {
-		tb.Fatal(err)
-	}
-	return rows
-}
-
-// nanhaiRuleBody renders a Nanhai rule row: base.json's (element path,
-// text) pairs, changed, as GBK XML (characters GBK lacks as references).
-func nanhaiRuleBody(tb testing.TB, row relRule) []byte {
-	tb.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "adapters", "nanhai", "testdata", "base.json"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var base map[string][][2]string
-	if err := json.Unmarshal(b, &base); err != nil {
-		tb.Fatal(err)
-	}
-	root := map[string]string{"case": "CASE", "status": "STATUS"}[row.Doc]
-	pairs := base[row.Doc]
-	if row.DropMaterials {
-		pairs = slicesDelete(pairs, func(p [2]string) bool { return strings.HasPrefix(p[0], "MATERIALS/") })
-	}
-	set := func(path, text string) {
-		for i, p := range pairs {
-			if p[0] == path {
-				pairs[i][1] = text
-				return
-			}
-		}
-		parent := path[:strings.LastIndex(path, "/")+1]
-		at := len(pairs)
-		for i, p := range pairs {
-			if parent == "" && strings.HasPrefix(p[0], "MATERIALS/") {
-				at = i
-				break
-			}
-			if parent != "" && strings.HasPrefix(p[0], parent) {
-				at = i + 1
-			}
-		}
-		pairs = append(pairs[:at], append([][2]string{{path, text}}, pairs[at:]...)...)
-	}
-	for path, raw := range row.Set {
-		var v *string
-		if err := json.Unmarshal(raw, &v); err != nil {
-			tb.Fatal(err)
-		}
-		if v == nil {
-			pairs = slicesDelete(pairs, func(p [2]string) bool { return p[0] == path })
-		} else {
-			set(path, *v)
-		}
-	}
-	for path, r := range row.Repeat {
-		set(path, strings.Repeat(r[0].(string), int(r[1].(float64))))
-	}
-	var x strings.Builder
-	x.WriteString(`<?xml version="1.0" encoding="GBK"?>` + "\n<" + root + ">")
-	var open []string
-	elem := func(seg string) string {
-		if i := strings.IndexByte(seg, '['); i >= 0 {
-			return seg[:i]
-		}
-		return seg
-	}
-	esc := strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", "\r", "&#13;")
-	for _, p := range pairs {
-		segs := strings.Split(p[0], "/")
-		parents := segs[:len(segs)-1]
-		common := 0
-		for common < len(open) && common < len(parents) && open[common] == parents[common] {
-			common++
-		}
-		for i := len(open) - 1; i >= common; i-- {
-			x.WriteString("</" + elem(open[i]) + ">")
-		}
-		open = open[:common]
-		for _, s := range parents[common:] {
-			x.WriteString("<" + elem(s) + ">")
-			open = append(open, s)
-		}
-		name := segs[len(segs)-1]
-		x.WriteString("<" + name + ">" + esc.Replace(p[1]) + "</" + name + ">\n")
-	}
-	for i := len(open) - 1; i >= 0; i-- {
-		x.WriteString("</" + elem(open[i]) + ">")
-	}
-	x.WriteString("</" + root + ">\n")
-	out, err := encoding.HTMLEscapeUnsupported(simplifiedchinese.GBK.NewEncoder()).String(x.String())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return []byte(out)
-}
-
-func slicesDelete(pairs [][2]string, del func([2]string) bool) [][2]string {
-	var out [][2]string
-	for _, p := range pairs {
-		if !del(p) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// liwanRuleBody renders a Liwan rule row: base.json's document with JSON
-// Pointer edits.
-func liwanRuleBody(tb testing.TB, row relRule) []byte {
-	tb.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "adapters", "liwan", "testdata", "base.json"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var base map[string]json.RawMessage
-	if err := json.Unmarshal(b, &base); err != nil {
-		tb.Fatal(err)
-	}
-	decode := func(raw []byte) any {
-		d := json.NewDecoder(bytes.NewReader(raw))
-		d.UseNumber()
-		var v any
-		if err := d.Decode(&v); err != nil {
-			tb.Fatal(err)
-		}
-		return v
-	}
-	doc := decode(base[row.Doc])
-	edit := func(ptr string, v any, remove bool) {
-		segs := strings.Split(ptr, "/")[1:]
-		cur := doc
-		for i, s := range segs {
-			last := i == len(segs)-1
-			switch c := cur.(type) {
-			case map[string]any:
-				if last {
-					if remove {
-						delete(c, s)
-					} else {
-						c[s] = v
-					}
-					return
-				}
-				cur = c[s]
-			case []any:
-				n, err := strconv.Atoi(s)
-				if err != nil || n >= len(c) {
-					tb.Fatalf("bad pointer %s", ptr)
-				}
-				if last {
-					c[n] = v
-					return
-				}
-				cur = c[n]
-			default:
-				tb.Fatalf("bad pointer %s", ptr)
-			}
-		}
-	}
-	for ptr, raw := range row.Set {
-		edit(ptr, decode(raw), false)
-	}
-	for _, ptr := range row.Remove {
-		edit(ptr, nil, true)
-	}
-	for ptr, r := range row.Repeat {
-		edit(ptr, strings.Repeat(r[0].(string), int(r[1].(float64))), false)
-	}
-	out, err := json.Marshal(doc)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return out
-}
-
 // TestHostileFieldRules sends every refused row of the adapters' rules
 // tables (every field rule of districts.md, cases and status updates) over
 // real HTTP: each is 422 validation_failed naming exactly the rows' fields
@@ -1204,11 +1007,13 @@ func TestHostileFieldRules(t *testing.T) {
 	e := newRelEnv(t)
 	checked := 0
 	for _, district := range []string{"nanhai", "liwan"} {
-		signer, ct, render := e.pki.Nanhai, relXML, nanhaiRuleBody
+		signer, ct, render := e.pki.Nanhai, relXML, ruletest.NanhaiBody
 		if district == "liwan" {
-			signer, ct, render = e.pki.Liwan, relJSON, liwanRuleBody
+			signer, ct, render = e.pki.Liwan, relJSON, ruletest.LiwanBody
 		}
-		for _, row := range relRules(t, district) {
+		testdata := filepath.Join("..", "adapters", district, "testdata")
+		base := filepath.Join(testdata, "base.json")
+		for _, row := range ruletest.Rows(t, filepath.Join(testdata, "rules.json")) {
 			if (row.Doc != "case" && row.Doc != "status") || len(row.Want) == 0 {
 				continue
 			}
@@ -1219,7 +1024,7 @@ func TestHostileFieldRules(t *testing.T) {
 					path = "/v1/status"
 				}
 				before := e.counts(t)
-				req, _ := e.signedRequest(t, signer, http.MethodPost, path, ct, render(t, row))
+				req, _ := e.signedRequest(t, signer, http.MethodPost, path, ct, render(t, base, row))
 				p := relCheckProblem(t, e.do(t, req), 422, "validation_failed")
 				var got [][2]string
 				var fields []string

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/tongban/tongban/adapters"
+	"github.com/tongban/tongban/internal/ruletest"
 )
 
 // seedFixtures adds the shared fixtures' documents named name, if present.
@@ -23,8 +24,8 @@ func seedFixtures(f *testing.F, name string) {
 // form) re-encodes and decodes to the same case.
 func FuzzLiwanCase(f *testing.F) {
 	seedFixtures(f, "case.json")
-	f.Add(render(f, baseDoc(f, "case")))
-	f.Add(render(f, baseDoc(f, "delivered")))
+	f.Add(ruletest.RenderJSON(f, baseDoc(f, "case")))
+	f.Add(ruletest.RenderJSON(f, baseDoc(f, "delivered")))
 	f.Add([]byte(`{"caseId":"LW2026112700123","promisedWorkingDays":1e400,"materials":[{"sizeBytes":-0}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, decode := range []func([]byte) (*adapters.Case, error){Codec.DecodeCase, Codec.DecodeDeliveredCase} {
@@ -50,7 +51,7 @@ func FuzzLiwanCase(f *testing.F) {
 // FuzzLiwanStatus: as FuzzLiwanCase, for status updates.
 func FuzzLiwanStatus(f *testing.F) {
 	seedFixtures(f, "status.json")
-	f.Add(render(f, baseDoc(f, "status")))
+	f.Add(ruletest.RenderJSON(f, baseDoc(f, "status")))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := Codec.DecodeStatus(b)
 		if err != nil {

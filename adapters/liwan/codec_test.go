@@ -9,11 +9,12 @@ import (
 	"time"
 
 	"github.com/tongban/tongban/adapters"
+	"github.com/tongban/tongban/internal/ruletest"
 )
 
 func decodeBase(t *testing.T) *adapters.Case {
 	t.Helper()
-	c, err := Codec.DecodeCase(render(t, baseDoc(t, "case")))
+	c, err := Codec.DecodeCase(ruletest.RenderJSON(t, baseDoc(t, "case")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -22,8 +23,8 @@ func decodeBase(t *testing.T) *adapters.Case {
 
 func TestDecodeCaseValues(t *testing.T) {
 	d := baseDoc(t, "case")
-	setPointer(t, d, "/appliedAt", "2026-11-27T02:02:11Z", false)
-	c, err := Codec.DecodeCase(render(t, d))
+	ruletest.SetPointer(t, d, "/appliedAt", "2026-11-27T02:02:11Z", false)
+	c, err := Codec.DecodeCase(ruletest.RenderJSON(t, d))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +44,7 @@ func TestDecodeCaseValues(t *testing.T) {
 }
 
 func TestMalformed(t *testing.T) {
-	valid := string(render(t, baseDoc(t, "case")))
+	valid := string(ruletest.RenderJSON(t, baseDoc(t, "case")))
 	tests := []struct {
 		name string
 		body string

@@ -22,8 +22,8 @@ func seedFixtures(f *testing.F, name string) {
 // form) re-encodes and decodes to the same case.
 func FuzzNanhaiCase(f *testing.F) {
 	seedFixtures(f, "case.xml")
-	f.Add(baseDoc(f, "case").render(f))
-	f.Add(baseDoc(f, "delivered").render(f))
+	f.Add(baseDoc(f, "case").Render(f))
+	f.Add(baseDoc(f, "delivered").Render(f))
 	f.Add([]byte(`<?xml version="1.0" encoding="GBK"?><CASE><APPLYER_NAME>&#x20BB7;</APPLYER_NAME></CASE>`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, decode := range []func([]byte) (*adapters.Case, error){Codec.DecodeCase, Codec.DecodeDeliveredCase} {
@@ -49,7 +49,7 @@ func FuzzNanhaiCase(f *testing.F) {
 // FuzzNanhaiStatus: as FuzzNanhaiCase, for <STATUS>.
 func FuzzNanhaiStatus(f *testing.F) {
 	seedFixtures(f, "status.xml")
-	f.Add(baseDoc(f, "status").render(f))
+	f.Add(baseDoc(f, "status").Render(f))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := Codec.DecodeStatus(b)
 		if err != nil {
@@ -71,7 +71,7 @@ func FuzzNanhaiStatus(f *testing.F) {
 
 // FuzzNanhaiAck: as FuzzNanhaiCase, for <ACK>.
 func FuzzNanhaiAck(f *testing.F) {
-	f.Add(baseDoc(f, "ack").render(f))
+	f.Add(baseDoc(f, "ack").Render(f))
 	f.Add([]byte(`<ACK><RESULT>1</RESULT><MESSAGE>x</MESSAGE></ACK>`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		a, err := Codec.DecodeAck(b)

@@ -11,11 +11,12 @@ import (
 	"time"
 
 	"github.com/tongban/tongban/adapters"
+	"github.com/tongban/tongban/internal/ruletest"
 )
 
 func decodeBase(t *testing.T) *adapters.Case {
 	t.Helper()
-	c, err := Codec.DecodeCase(baseDoc(t, "case").render(t))
+	c, err := Codec.DecodeCase(baseDoc(t, "case").Render(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,14 +79,14 @@ func TestEncodeMatchesFixture(t *testing.T) {
 }
 
 func TestMalformed(t *testing.T) {
-	valid := baseDoc(t, "case").xml()
+	valid := baseDoc(t, "case").XML()
 	gbkDecl := `<?xml version="1.0" encoding="GBK"?>` + "\n"
 	withName := func(name string) string {
 		return strings.Replace(valid, "<APPLYER_NAME>佛山市南海区桂城智造科技有限公司</APPLYER_NAME>", "<APPLYER_NAME>"+name+"</APPLYER_NAME>", 1)
 	}
 	rawName := func(raw []byte) []byte {
 		parts := strings.SplitN(gbkDecl+withName("@@"), "@@", 2)
-		return append(append(gbk(t, parts[0]), raw...), gbk(t, parts[1])...)
+		return append(append(ruletest.GBK(t, parts[0]), raw...), ruletest.GBK(t, parts[1])...)
 	}
 	tests := []struct {
 		name string
@@ -94,34 +95,34 @@ func TestMalformed(t *testing.T) {
 		{"empty", nil},
 		{"not XML", []byte("hello")},
 		{"JSON", []byte(`{"caseId":"LW2026112700123"}`)},
-		{"declared UTF-8", gbk(t, `<?xml version="1.0" encoding="UTF-8"?>`+"\n"+valid)},
-		{"declared utf-8 lower case", gbk(t, `<?xml version="1.0" encoding="utf-8"?>`+"\n"+valid)},
-		{"declared ISO-8859-1", gbk(t, `<?xml version="1.0" encoding="ISO-8859-1"?>`+"\n"+valid)},
-		{"declared Big5", gbk(t, `<?xml version='1.0' encoding='Big5'?>`+"\n"+valid)},
+		{"declared UTF-8", ruletest.GBK(t, `<?xml version="1.0" encoding="UTF-8"?>`+"\n"+valid)},
+		{"declared utf-8 lower case", ruletest.GBK(t, `<?xml version="1.0" encoding="utf-8"?>`+"\n"+valid)},
+		{"declared ISO-8859-1", ruletest.GBK(t, `<?xml version="1.0" encoding="ISO-8859-1"?>`+"\n"+valid)},
+		{"declared Big5", ruletest.GBK(t, `<?xml version='1.0' encoding='Big5'?>`+"\n"+valid)},
 		{"GB18030 four-byte sequence (𠮷)", rawName([]byte{0x95, 0x32, 0x82, 0x36})},
 		{"byte 0xFF", rawName([]byte{0xFF})},
 		{"lead byte without trail", rawName([]byte{0xB0, '<'})},
 		{"trail byte 0x7F", rawName([]byte{0x81, 0x7F})},
-		{"UTF-8 BOM", append([]byte{0xEF, 0xBB, 0xBF}, gbk(t, gbkDecl+valid)...)},
-		{"DOCTYPE", gbk(t, gbkDecl+"<!DOCTYPE CASE>\n"+valid)},
-		{"billion laughs", gbk(t, gbkDecl+`<!DOCTYPE CASE [
+		{"UTF-8 BOM", append([]byte{0xEF, 0xBB, 0xBF}, ruletest.GBK(t, gbkDecl+valid)...)},
+		{"DOCTYPE", ruletest.GBK(t, gbkDecl+"<!DOCTYPE CASE>\n"+valid)},
+		{"billion laughs", ruletest.GBK(t, gbkDecl+`<!DOCTYPE CASE [
  <!ENTITY lol "lol">
  <!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
  <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
 ]>
 `+withName("&lol3;"))},
-		{"external entity", gbk(t, gbkDecl+`<!DOCTYPE CASE [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>`+"\n"+withName("&xxe;"))},
-		{"undefined entity", gbk(t, gbkDecl+withName("&nbsp;"))},
-		{"character reference to NUL", gbk(t, gbkDecl+withName("&#x0;"))},
-		{"wrong root", gbk(t, gbkDecl+strings.ReplaceAll(valid, "CASE>", "STATUS>"))},
-		{"two roots", gbk(t, gbkDecl+valid+valid)},
-		{"text after root", gbk(t, gbkDecl+valid+"trailing")},
-		{"unclosed", gbk(t, gbkDecl+strings.TrimSuffix(valid, "</CASE>\n"))},
-		{"mismatched tags", gbk(t, gbkDecl+strings.Replace(valid, "</TASK_NAME>", "</TASK_NAM>", 1))},
-		{"duplicate element", gbk(t, gbkDecl+strings.Replace(valid, "<LEGAL>", "<LEGAL>李四</LEGAL><LEGAL>", 1))},
-		{"element inside a leaf", gbk(t, gbkDecl+withName("佛山<B>某</B>公司"))},
-		{"duplicate MATERIALS", gbk(t, gbkDecl+strings.Replace(valid, "</CASE>", "<MATERIALS/></CASE>", 1))},
-		{"nested too deep", gbk(t, gbkDecl+strings.Replace(valid, "</CASE>", strings.Repeat("<X>", 20)+strings.Repeat("</X>", 20)+"</CASE>", 1))},
+		{"external entity", ruletest.GBK(t, gbkDecl+`<!DOCTYPE CASE [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>`+"\n"+withName("&xxe;"))},
+		{"undefined entity", ruletest.GBK(t, gbkDecl+withName("&nbsp;"))},
+		{"character reference to NUL", ruletest.GBK(t, gbkDecl+withName("&#x0;"))},
+		{"wrong root", ruletest.GBK(t, gbkDecl+strings.ReplaceAll(valid, "CASE>", "STATUS>"))},
+		{"two roots", ruletest.GBK(t, gbkDecl+valid+valid)},
+		{"text after root", ruletest.GBK(t, gbkDecl+valid+"trailing")},
+		{"unclosed", ruletest.GBK(t, gbkDecl+strings.TrimSuffix(valid, "</CASE>\n"))},
+		{"mismatched tags", ruletest.GBK(t, gbkDecl+strings.Replace(valid, "</TASK_NAME>", "</TASK_NAM>", 1))},
+		{"duplicate element", ruletest.GBK(t, gbkDecl+strings.Replace(valid, "<LEGAL>", "<LEGAL>李四</LEGAL><LEGAL>", 1))},
+		{"element inside a leaf", ruletest.GBK(t, gbkDecl+withName("佛山<B>某</B>公司"))},
+		{"duplicate MATERIALS", ruletest.GBK(t, gbkDecl+strings.Replace(valid, "</CASE>", "<MATERIALS/></CASE>", 1))},
+		{"nested too deep", ruletest.GBK(t, gbkDecl+strings.Replace(valid, "</CASE>", strings.Repeat("<X>", 20)+strings.Repeat("</X>", 20)+"</CASE>", 1))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -146,7 +147,7 @@ func TestMalformed(t *testing.T) {
 }
 
 func TestDeclarations(t *testing.T) {
-	body := baseDoc(t, "case").xml()
+	body := baseDoc(t, "case").XML()
 	for _, decl := range []string{
 		`<?xml version="1.0" encoding="GBK"?>`,
 		`<?xml version="1.0" encoding="gbk"?>`,
@@ -156,7 +157,7 @@ func TestDeclarations(t *testing.T) {
 		`<?xml version="1.0"?>`, // no encoding: the Content-Type's GBK applies
 		``,
 	} {
-		if _, err := Codec.DecodeCase(gbk(t, decl+"\n"+body)); err != nil {
+		if _, err := Codec.DecodeCase(ruletest.GBK(t, decl+"\n"+body)); err != nil {
 			t.Errorf("%s: %v", decl, err)
 		}
 	}
@@ -166,9 +167,9 @@ func TestDeclarations(t *testing.T) {
 // references, hex or decimal on input, hex on output.
 func TestRareCharacters(t *testing.T) {
 	d := baseDoc(t, "case")
-	d.set("APPLYER_NAME", "佛山市𠮷野家餐饮有限公司") // gbk() writes &#134071;
-	d.set("CONTACT_NAME", "吉𠮷 & <Co> \"€\"")
-	c, err := Codec.DecodeCase(d.render(t))
+	d.Set("APPLYER_NAME", "佛山市𠮷野家餐饮有限公司") // ruletest.GBK writes &#134071;
+	d.Set("CONTACT_NAME", "吉𠮷 & <Co> \"€\"")
+	c, err := Codec.DecodeCase(d.Render(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +186,7 @@ func TestRareCharacters(t *testing.T) {
 	if !bytes.Contains(out, []byte("&amp; &lt;Co&gt;")) {
 		t.Errorf("markup not escaped:\n%s", out)
 	}
-	hexForm := bytes.Replace(d.render(t), []byte("&#134071;"), []byte("&#x20BB7;"), -1)
+	hexForm := bytes.Replace(d.Render(t), []byte("&#134071;"), []byte("&#x20BB7;"), -1)
 	c2, err := Codec.DecodeCase(hexForm)
 	if err != nil {
 		t.Fatal(err)
@@ -253,7 +254,7 @@ func TestStatusRoundTripAllStates(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := "<EVENT_CODE>" + itoa(info.Code) + "</EVENT_CODE>"
-		if !bytes.Contains(out, []byte(want)) || !bytes.Contains(out, gbk(t, "<EVENT_NAME>"+info.Name+"</EVENT_NAME>")) {
+		if !bytes.Contains(out, []byte(want)) || !bytes.Contains(out, ruletest.GBK(t, "<EVENT_NAME>"+info.Name+"</EVENT_NAME>")) {
 			t.Errorf("%s: %s", info.State, out)
 		}
 		back, err := Codec.DecodeStatus(out)
@@ -287,11 +288,11 @@ func TestAckRoundTrip(t *testing.T) {
 			t.Errorf("%+v, want %+v", *back, a)
 		}
 	}
-	a, err := Codec.DecodeAck(gbk(t, `<?xml version="1.0" encoding="GBK"?><ACK><PROJECT_NO>440605202611270201</PROJECT_NO><RESULT>0</RESULT><MESSAGE>成功</MESSAGE></ACK>`))
+	a, err := Codec.DecodeAck(ruletest.GBK(t, `<?xml version="1.0" encoding="GBK"?><ACK><PROJECT_NO>440605202611270201</PROJECT_NO><RESULT>0</RESULT><MESSAGE>成功</MESSAGE></ACK>`))
 	if err != nil || !a.Accepted || a.CaseNo != "440605202611270201" {
 		t.Errorf("contract example: %+v %v", a, err)
 	}
-	a, err = Codec.DecodeAck(gbk(t, `<ACK><RESULT>2</RESULT><MESSAGE>事项未开通</MESSAGE></ACK>`))
+	a, err = Codec.DecodeAck(ruletest.GBK(t, `<ACK><RESULT>2</RESULT><MESSAGE>事项未开通</MESSAGE></ACK>`))
 	if err != nil || a.Accepted || a.Reason != "事项未开通" {
 		t.Errorf("refusal: %+v %v", a, err)
 	}
