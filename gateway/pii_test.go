@@ -33,9 +33,10 @@ var relFixtures = filepath.Join("..", "..", "shared", "fixtures")
 
 // payloadColumns are where personal data may be, by table.
 var payloadColumns = map[string]map[string]bool{
-	"exchanges":  {"request": true, "translated": true},
-	"statuses":   {"request": true, "translated": true},
-	"deliveries": {"payload": true},
+	"exchanges":       {"request": true, "translated": true},
+	"exchange_bodies": {"request": true, "translated": true},
+	"statuses":        {"request": true, "translated": true},
+	"deliveries":      {"payload": true},
 }
 
 // personalData returns the personal data of a case: ID numbers, mobiles

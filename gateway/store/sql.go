@@ -150,11 +150,16 @@ func (s *sqlStore) appendEntry(ctx context.Context, tx *sql.Tx, e LogAppend) (Lo
 // ---- exchanges ----
 
 const exchangeCols = `e.id, e.from_division, e.to_division, e.source_case_no, e.target_case_no, e.item, e.mode,
-	e.revision, e.request_digest, e.content_type, e.request, e.translated, e.policy_input, e.decision, e.receipt,
+	e.revision, e.request_digest, e.content_type, COALESCE(b.request, e.request), COALESCE(b.translated, e.translated),
+	e.policy_input, e.decision, e.receipt,
 	e.log_index, e.leaf_hash, e.created_ns, e.status_count, e.last_state,
 	COALESCE(d.state, ''), COALESCE(d.reason, ''), COALESCE(d.last_error, ''), d.delivered_ns`
 
-const exchangeFrom = ` FROM exchanges e LEFT JOIN deliveries d ON d.exchange_id = e.id AND d.seq = 0 `
+// exchangeFrom joins an exchange's bodies (exchange_bodies; rows written
+// before migration 4 hold them in exchanges.request/translated instead) and
+// its case delivery.
+const exchangeFrom = ` FROM exchanges e LEFT JOIN exchange_bodies b ON b.exchange_id = e.id
+	LEFT JOIN deliveries d ON d.exchange_id = e.id AND d.seq = 0 `
 
 func (s *sqlStore) scanExchange(row interface{ Scan(...any) error }) (*Exchange, error) {
 	var (
@@ -207,9 +212,12 @@ var (
 	qInsertExchange   = newQuery(`INSERT INTO exchanges (id, from_division, to_division, source_case_no, target_case_no,
 			item, mode, revision, request_digest, content_type, request, translated, policy_input, decision, receipt,
 			log_index, leaf_hash, created_ns, status_count, last_state)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, '')`)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, ?, ?, 0, '')`)
+	qInsertBodies = newQuery(`INSERT INTO exchange_bodies (exchange_id, request, translated) VALUES (?, ?, ?)`)
+	// The outbox row does not copy the translated record (payload NULL):
+	// it is read from exchange_bodies (deliveryCols).
 	qQueueCase = newQuery(`INSERT INTO deliveries (id, exchange_id, seq, to_division, kind, payload, payload_sm3, event_index,
-			state, attempts, next_attempt_ns, created_ns, updated_ns) VALUES (?, ?, 0, ?, 'case', ?, ?, ?, ?, 0, ?, ?, ?)`)
+			state, attempts, next_attempt_ns, created_ns, updated_ns) VALUES (?, ?, 0, ?, 'case', NULL, ?, ?, ?, 0, ?, ?, ?)`)
 	qExchangeByID     = newQuery("SELECT " + exchangeCols + exchangeFrom + "WHERE e.id = ?")
 	qExchangeByCaseNo = newQuery("SELECT " + exchangeCols + exchangeFrom +
 		"WHERE e.source_case_no = ? OR e.target_case_no = ? ORDER BY e.log_index LIMIT 1")
@@ -254,7 +262,6 @@ func (s *sqlStore) CreateExchange(ctx context.Context, ex *Exchange, entry LogAp
 		}
 		_, err = s.txExec(ctx, tx, qInsertExchange,
 			n.ID, n.From, n.To, n.SourceCaseNo, n.TargetCaseNo, n.Item, n.Mode, n.Revision, n.RequestDigest, n.ContentType,
-			s.seal(n.Request, placeExchangeRequest, n.ID), s.seal(n.Translated, placeExchangeTranslated, n.ID),
 			[]byte(n.PolicyInput), []byte(n.Decision), n.Receipt,
 			int64(pos.Index), pos.LeafHash[:], ns(n.CreatedAt))
 		if err != nil {
@@ -263,9 +270,14 @@ func (s *sqlStore) CreateExchange(ctx context.Context, ex *Exchange, entry LogAp
 			}
 			return fmt.Errorf("store: insert exchange: %w", err)
 		}
+		_, err = s.txExec(ctx, tx, qInsertBodies, n.ID,
+			s.seal(n.Request, placeExchangeRequest, n.ID), s.seal(n.Translated, placeExchangeTranslated, n.ID))
+		if err != nil {
+			return fmt.Errorf("store: insert exchange bodies: %w", err)
+		}
 		created := ns(n.CreatedAt)
 		_, err = s.txExec(ctx, tx, qQueueCase,
-			n.ID, n.ID, n.To, s.seal(n.Translated, placeDeliveryPayload, n.ID), optionalSum(n.TranslatedSM3), int64(pos.Index), StateQueued, created, created, created)
+			n.ID, n.ID, n.To, optionalSum(n.TranslatedSM3), int64(pos.Index), StateQueued, created, created, created)
 		if err != nil {
 			return fmt.Errorf("store: queue delivery: %w", err)
 		}
@@ -328,8 +340,9 @@ var (
 	qStatusByDigest = newQuery("SELECT " + statusCols + " FROM statuses WHERE exchange_id = ? AND from_division = ? AND request_digest = ?")
 	qInsertStatus   = newQuery("INSERT INTO statuses (" + statusCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 	qSetStatusCount = newQuery("UPDATE exchanges SET status_count = ?, last_state = ? WHERE id = ?")
-	qQueueStatus    = newQuery(`INSERT INTO deliveries (id, exchange_id, seq, to_division, kind, payload, payload_sm3, event_index,
-			state, attempts, next_attempt_ns, created_ns, updated_ns) VALUES (?, ?, ?, ?, 'status', ?, ?, ?, ?, 0, ?, ?, ?)`)
+	// As qQueueCase: the payload is read from statuses.translated.
+	qQueueStatus = newQuery(`INSERT INTO deliveries (id, exchange_id, seq, to_division, kind, payload, payload_sm3, event_index,
+			state, attempts, next_attempt_ns, created_ns, updated_ns) VALUES (?, ?, ?, ?, 'status', NULL, ?, ?, ?, 0, ?, ?, ?)`)
 	qStatusesOf = newQuery("SELECT " + statusCols + " FROM statuses WHERE exchange_id = ? ORDER BY seq")
 )
 
@@ -421,7 +434,7 @@ func (s *sqlStore) AddStatus(ctx context.Context, st *StatusUpdate, terminal fun
 		created := ns(n.CreatedAt)
 		if _, err := s.txExec(ctx, tx, qQueueStatus,
 			StatusDeliveryID(n.ExchangeID, n.Seq), n.ExchangeID, n.Seq, n.To,
-			s.seal(n.Translated, placeDeliveryPayload, StatusDeliveryID(n.ExchangeID, n.Seq)), optionalSum(n.TranslatedSM3), int64(pos.Index), StateQueued,
+			optionalSum(n.TranslatedSM3), int64(pos.Index), StateQueued,
 			created, created, created); err != nil {
 			return fmt.Errorf("store: queue delivery: %w", err)
 		}
