@@ -2,70 +2,16 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
-	"os"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/tongban/tongban/internal/pgtest"
 )
-
-// leaderTestDSN is the PostgreSQL the leader tests use: TONGBAN_TEST_POSTGRES
-// or the CI default. Unreachable: skipped, unless TONGBAN_REQUIRE_POSTGRES=1.
-func leaderTestDSN(t *testing.T) string {
-	t.Helper()
-	dsn := os.Getenv("TONGBAN_TEST_POSTGRES")
-	if dsn == "" {
-		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		if os.Getenv("TONGBAN_REQUIRE_POSTGRES") == "1" {
-			t.Fatalf("PostgreSQL required (TONGBAN_REQUIRE_POSTGRES=1) but unreachable: %v", err)
-		}
-		t.Skipf("PostgreSQL suite NOT run: %v", err)
-	}
-	conn.Close(ctx)
-	return dsn
-}
-
-// leaderSchemaDSN creates a fresh schema (dropped after the test) and returns a
-// DSN whose search_path is it, and an admin connection.
-func leaderSchemaDSN(t *testing.T, dsn string) (string, *pgx.Conn) {
-	t.Helper()
-	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	schema := "tongban_leader_" + hex.EncodeToString(b[:])
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_, _ = admin.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
-		admin.Close(ctx)
-	})
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatalf("TONGBAN_TEST_POSTGRES must be a URL here: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String(), admin
-}
 
 // runningLeader starts a leader's Run; stop ends it and waits.
 type runningLeader struct {
@@ -148,7 +94,8 @@ func exactlyOneLeads(t *testing.T, ls ...*runningLeader) *runningLeader {
 }
 
 func TestLeaderFailover(t *testing.T) {
-	dsn, admin := leaderSchemaDSN(t, leaderTestDSN(t))
+	admin := pgtest.Admin(t)
+	dsn := pgtest.FreshSchema(t, admin)
 	ctx := context.Background()
 	ls := []*runningLeader{startLeader(t, dsn, "tongban/guangfo"), startLeader(t, dsn, "tongban/guangfo"), startLeader(t, dsn, "tongban/guangfo")}
 	first := exactlyOneLeads(t, ls...)
@@ -159,12 +106,12 @@ func TestLeaderFailover(t *testing.T) {
 	first.mu.Lock()
 	pid := first.conn.PgConn().PID()
 	first.mu.Unlock()
-	if _, err := admin.Exec(ctx, "SELECT pg_terminate_backend($1)", pid); err != nil {
+	if _, err := admin.ExecContext(ctx, "SELECT pg_terminate_backend($1)", pid); err != nil {
 		t.Fatal(err)
 	}
 	leaderWait(t, "the terminated backend is gone", func() bool {
 		var n int
-		_ = admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid).Scan(&n)
+		_ = admin.QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid).Scan(&n)
 		return n == 0
 	})
 	if first.IsLeader() {
@@ -202,7 +149,8 @@ func TestLeaderFailover(t *testing.T) {
 // TestLeaderStopsSigningAtOnce: with the periodic check an hour away, only
 // the check IsLeader makes itself can notice the lost session.
 func TestLeaderStopsSigningAtOnce(t *testing.T) {
-	dsn, admin := leaderSchemaDSN(t, leaderTestDSN(t))
+	admin := pgtest.Admin(t)
+	dsn := pgtest.FreshSchema(t, admin)
 	ctx := context.Background()
 	l := startLeaderEvery(t, dsn, "tongban/guangfo", time.Hour)
 	leaderWait(t, "the only replica leads", l.Leading)
@@ -213,7 +161,7 @@ func TestLeaderStopsSigningAtOnce(t *testing.T) {
 	pid := l.conn.PgConn().PID()
 	l.mu.Unlock()
 	var killed bool
-	if err := admin.QueryRow(ctx, "SELECT pg_terminate_backend($1, 5000)", pid).Scan(&killed); err != nil || !killed {
+	if err := admin.QueryRowContext(ctx, "SELECT pg_terminate_backend($1, 5000)", pid).Scan(&killed); err != nil || !killed {
 		t.Fatalf("terminate: %v %v", killed, err)
 	}
 	if l.IsLeader() {
@@ -225,9 +173,9 @@ func TestLeaderStopsSigningAtOnce(t *testing.T) {
 }
 
 func TestLeaderLocksArePerLogAndSchema(t *testing.T) {
-	base := leaderTestDSN(t)
-	dsnA, _ := leaderSchemaDSN(t, base)
-	dsnB, _ := leaderSchemaDSN(t, base)
+	admin := pgtest.Admin(t)
+	dsnA := pgtest.FreshSchema(t, admin)
+	dsnB := pgtest.FreshSchema(t, admin)
 	a := startLeader(t, dsnA, "tongban/guangfo")
 	b := startLeader(t, dsnB, "tongban/guangfo")
 	c := startLeader(t, dsnA, "tongban/other")

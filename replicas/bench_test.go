@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tongban/tongban/gateway/store"
+	"github.com/tongban/tongban/internal/pgtest"
 )
 
 // benchWorkers is how many cases are in flight at once.
@@ -39,7 +40,7 @@ func closeBenchClusters() {
 // another size first (so that it does not take CPU from this one).
 func clusterOf(b *testing.B, n int) *cluster {
 	b.Helper()
-	dsn := requirePostgres(b)
+	dsn := pgtest.Require(b)
 	benchMu.Lock()
 	c := benchCluster
 	benchMu.Unlock()

@@ -32,6 +32,7 @@ import (
 	"github.com/tongban/tongban/gateway"
 	"github.com/tongban/tongban/gateway/store"
 	"github.com/tongban/tongban/httpsig"
+	"github.com/tongban/tongban/internal/pgtest"
 	"github.com/tongban/tongban/sim"
 )
 
@@ -39,38 +40,6 @@ import (
 // behind a load balancer: partners sign @target-uri against it, whichever
 // replica the balancer picks.
 const publicURL = "https://tongban.test"
-
-const defaultPostgresDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-
-// postgresDSN is the server the tests use, or "" with the reason it is
-// unreachable.
-func postgresDSN() (string, error) {
-	dsn := os.Getenv("TONGBAN_TEST_POSTGRES")
-	if dsn == "" {
-		dsn = defaultPostgresDSN
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return "", err
-	}
-	return dsn, conn.Close(ctx)
-}
-
-// requirePostgres returns the DSN or skips (fails with
-// TONGBAN_REQUIRE_POSTGRES=1).
-func requirePostgres(tb testing.TB) string {
-	tb.Helper()
-	dsn, err := postgresDSN()
-	if err != nil {
-		if os.Getenv("TONGBAN_REQUIRE_POSTGRES") == "1" {
-			tb.Fatalf("PostgreSQL required (TONGBAN_REQUIRE_POSTGRES=1) but unreachable: %v", err)
-		}
-		tb.Skipf("PostgreSQL suite NOT run: %v", err)
-	}
-	return dsn
-}
 
 type clusterOptions struct {
 	replicas int
@@ -125,7 +94,7 @@ func (r *replica) alive() bool {
 // newCluster starts a cluster for a test; it is closed when the test ends.
 func newCluster(t *testing.T, o clusterOptions) *cluster {
 	t.Helper()
-	dsn := requirePostgres(t)
+	dsn := pgtest.Require(t)
 	c, err := startCluster(dsn, o)
 	if c != nil {
 		t.Cleanup(func() {

@@ -17,6 +17,7 @@ import (
 	"github.com/tongban/tongban/gateway/exchangelog"
 	"github.com/tongban/tongban/gateway/store"
 	"github.com/tongban/tongban/httpsig"
+	"github.com/tongban/tongban/internal/pgtest"
 	"github.com/tongban/tongban/sim"
 )
 
@@ -441,5 +442,5 @@ func problemCode(b []byte) string {
 // skipped (failed with TONGBAN_REQUIRE_POSTGRES=1) when it cannot; `make
 // test` reports from it whether the PostgreSQL suite ran.
 func TestPostgresReachable(t *testing.T) {
-	requirePostgres(t)
+	pgtest.Require(t)
 }

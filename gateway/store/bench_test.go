@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tongban/tongban/gateway/store"
+	"github.com/tongban/tongban/internal/pgtest"
 )
 
 // BenchmarkCreateExchange measures durable acceptances per second: each op is
@@ -37,7 +38,7 @@ func BenchmarkCreateExchange(b *testing.B) {
 			return s
 		}},
 		{"postgres", func(b *testing.B) store.Store {
-			s, err := store.OpenPostgres(context.Background(), freshSchema(b, postgresAdmin(b)))
+			s, err := store.OpenPostgres(context.Background(), pgtest.FreshSchema(b, pgtest.Admin(b)))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/tongban/tongban/gateway/store"
+	"github.com/tongban/tongban/internal/pgtest"
 )
 
 func TestOpenByDriver(t *testing.T) {
@@ -36,7 +37,7 @@ func TestOpenByDriver(t *testing.T) {
 }
 
 func TestOpenPostgresByDriver(t *testing.T) {
-	dsn := freshSchema(t, postgresAdmin(t))
+	dsn := pgtest.FreshSchema(t, pgtest.Admin(t))
 	s, err := store.Open(context.Background(), "pgx", dsn)
 	if err != nil {
 		t.Fatal(err)

@@ -2,89 +2,23 @@ package store_test
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
-	"net/url"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver, for creating test schemas
 
 	"github.com/tongban/tongban/gateway/store"
 	"github.com/tongban/tongban/gateway/store/storetest"
+	"github.com/tongban/tongban/internal/pgtest"
 )
 
-// The PostgreSQL suite runs against TONGBAN_TEST_POSTGRES, each test in a
-// fresh schema that is dropped afterwards. When the server is unreachable
-// the suite is skipped, unless TONGBAN_REQUIRE_POSTGRES=1.
-const defaultPostgresDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-
-func postgresDSN() string {
-	if dsn := os.Getenv("TONGBAN_TEST_POSTGRES"); dsn != "" {
-		return dsn
-	}
-	return defaultPostgresDSN
-}
-
-// postgresAdmin connects for creating and dropping schemas, or skips.
-func postgresAdmin(t testing.TB) *sql.DB {
-	t.Helper()
-	db, err := sql.Open("pgx", postgresDSN())
-	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err = db.PingContext(ctx)
-		cancel()
-	}
-	if err != nil {
-		if os.Getenv("TONGBAN_REQUIRE_POSTGRES") == "1" {
-			t.Fatalf("PostgreSQL required (TONGBAN_REQUIRE_POSTGRES=1) but unreachable: %v", err)
-		}
-		t.Skipf("PostgreSQL suite NOT run: %v", err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
-
-// freshSchema creates a uniquely named schema and returns a DSN whose
-// search_path is it; the schema is dropped when the test ends.
-func freshSchema(t testing.TB, admin *sql.DB) string {
-	t.Helper()
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	schema := "tongban_test_" + hex.EncodeToString(b[:])
-	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	return withParam(t, postgresDSN(), "search_path", schema)
-}
-
-func withParam(t testing.TB, dsn, key, value string) string {
-	t.Helper()
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		u, err := url.Parse(dsn)
-		if err != nil {
-			t.Fatalf("TONGBAN_TEST_POSTGRES: %v", err)
-		}
-		q := u.Query()
-		q.Set(key, value)
-		u.RawQuery = q.Encode()
-		return u.String()
-	}
-	return dsn + " " + key + "=" + value
-}
-
+// postgresOpener opens stores on internal/pgtest's server, each test in a
+// fresh schema that is dropped afterwards; the suite is skipped when the
+// server is unreachable, unless TONGBAN_REQUIRE_POSTGRES=1.
 func postgresOpener(t *testing.T) storetest.Opener {
-	dsn := freshSchema(t, postgresAdmin(t))
+	dsn := pgtest.FreshSchema(t, pgtest.Admin(t))
 	return func(t *testing.T) store.Store {
 		t.Helper()
 		s, err := store.OpenPostgres(context.Background(), dsn)
@@ -96,7 +30,7 @@ func postgresOpener(t *testing.T) storetest.Opener {
 }
 
 func TestPostgresConformance(t *testing.T) {
-	postgresAdmin(t) // skip the whole suite at once when unreachable
+	pgtest.Admin(t) // skip the whole suite at once when unreachable
 	storetest.Run(t, postgresOpener)
 }
 
@@ -104,8 +38,8 @@ func TestPostgresConformance(t *testing.T) {
 // schema at once: the advisory lock lets one migrate, the others find the
 // schema ready.
 func TestPostgresReplicasMigrateTogether(t *testing.T) {
-	admin := postgresAdmin(t)
-	dsn := freshSchema(t, admin)
+	admin := pgtest.Admin(t)
+	dsn := pgtest.FreshSchema(t, admin)
 	const replicas = 4
 	errs := make(chan error, replicas)
 	stores := make(chan store.Store, replicas)
@@ -142,7 +76,7 @@ func TestPostgresReplicasMigrateTogether(t *testing.T) {
 // TestPostgresRefusesAsyncCommit: a session with synchronous_commit=off
 // would answer 202 before the case is on disk.
 func TestPostgresRefusesAsyncCommit(t *testing.T) {
-	dsn := withParam(t, freshSchema(t, postgresAdmin(t)), "synchronous_commit", "off")
+	dsn := pgtest.WithParam(t, pgtest.FreshSchema(t, pgtest.Admin(t)), "synchronous_commit", "off")
 	s, err := store.OpenPostgres(context.Background(), dsn)
 	if err == nil {
 		s.Close()

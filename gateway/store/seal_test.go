@@ -8,6 +8,7 @@ import (
 	"github.com/tongban/tongban/certs"
 	"github.com/tongban/tongban/gateway/store"
 	"github.com/tongban/tongban/gateway/store/storetest"
+	"github.com/tongban/tongban/internal/pgtest"
 )
 
 // sealer is an SM4-GCM payload cipher with a fresh key (one per database:
@@ -37,9 +38,9 @@ func TestSQLiteConformanceSealed(t *testing.T) {
 }
 
 func TestPostgresConformanceSealed(t *testing.T) {
-	admin := postgresAdmin(t) // skips when unreachable
+	admin := pgtest.Admin(t) // skips when unreachable
 	storetest.Run(t, func(t *testing.T) storetest.Opener {
-		dsn, sl := freshSchema(t, admin), sealer(t)
+		dsn, sl := pgtest.FreshSchema(t, admin), sealer(t)
 		return func(t *testing.T) store.Store {
 			t.Helper()
 			s, err := store.OpenPostgres(context.Background(), dsn, store.WithPayloadSealer(sl))
