@@ -87,7 +87,11 @@ type Options struct {
 	Trust    *certs.TrustStore
 	Partners []Partner
 	// HTTPClient carries the requests (TLS configuration, proxies). Its
-	// Timeout should be zero: AttemptTimeout bounds an attempt.
+	// Timeout should be zero: AttemptTimeout bounds an attempt. Its
+	// transport should keep as many idle connections per partner as
+	// Concurrency, or connections are closed and dialled again under load.
+	// Default: http.DefaultTransport's settings keeping Concurrency idle
+	// connections per partner.
 	HTTPClient *http.Client
 
 	MaxAttempts    int           // attempts before a delivery is dead (12)
@@ -205,7 +209,7 @@ func New(o Options) (*Worker, error) {
 		o.Now = time.Now
 	}
 	if o.HTTPClient == nil {
-		o.HTTPClient = &http.Client{}
+		o.HTTPClient = &http.Client{Transport: keepAliveTransport(o.Concurrency)}
 	}
 	w := &Worker{
 		o:        o,
@@ -534,4 +538,15 @@ func logAppend(e exchangelog.Entry, exchange string, t time.Time) (*store.LogApp
 		Kind: exchangelog.Kind(e), Exchange: exchange, Time: t,
 		Bytes: b, LeafHash: exchangelog.LeafHash(b),
 	}, nil
+}
+
+// keepAliveTransport is http.DefaultTransport's configuration keeping up to
+// perHost idle connections to each partner (the default keeps 2: with more
+// deliveries in flight, every answer beyond the second closed its
+// connection and the next delivery dialled a new one).
+func keepAliveTransport(perHost int) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = perHost
+	t.MaxIdleConns = max(t.MaxIdleConns, 4*perHost)
+	return t
 }
