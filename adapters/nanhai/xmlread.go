@@ -79,11 +79,90 @@ var encodingAttr = regexp.MustCompile(`encoding\s*=\s*(?:"([^"]*)"|'([^']*)')`)
 // refuses DOCTYPE and other directives (and so entity declarations), a
 // declared encoding outside the GBK family, nesting deeper than maxDepth,
 // and anything encoding/xml in strict mode refuses.
+//
+// encoding/xml reads character data byte by byte, which made the base64
+// of the materials most of the cost of decoding a case. So long runs of
+// plain text (liftRuns) are first lifted out of the document and put back
+// into the element they were in after encoding/xml has read the rest; if
+// that does not work out (a run that was inside markup, or any error), the
+// document is parsed again as it is, so that the result and every error
+// are exactly encoding/xml's.
 func parse(body []byte, root string) (*node, error) {
 	text, err := decodeGBK(body)
 	if err != nil {
 		return nil, err
 	}
+	if cut, runs := liftRuns(text); len(runs) > 0 {
+		if n, err := parseXML(cut, root, runs); err == nil {
+			return n, nil
+		}
+	}
+	return parseXML(text, root, nil)
+}
+
+// minRun is the shortest run of text liftRuns lifts out.
+const minRun = 256
+
+// plainByte marks the bytes of a liftable run: the base64 alphabet, space,
+// tab and newline. None of them is markup, starts an entity or a "]]>", or
+// is changed by encoding/xml in character data (it rewrites "\r\n").
+var plainByte = func() (t [256]bool) {
+	for _, c := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/= \t\n") {
+		t[c] = true
+	}
+	return t
+}()
+
+// lifted is a run of text taken out of a document: it stood at offset at
+// of the document without it.
+type lifted struct {
+	at   int64
+	text []byte
+}
+
+// liftRuns removes from text every run of at least minRun plain bytes that
+// follows a '>' and ends at a '<', and says where each was. Text without
+// such runs is returned as it is.
+func liftRuns(text []byte) ([]byte, []lifted) {
+	var (
+		out  []byte
+		runs []lifted
+		done int // text[:done] is in out
+	)
+	for i := 0; i < len(text); {
+		j := bytes.IndexByte(text[i:], '>')
+		if j < 0 {
+			break
+		}
+		start := i + j + 1
+		k := start
+		for k < len(text) && plainByte[text[k]] {
+			k++
+		}
+		if k-start >= minRun && k < len(text) && text[k] == '<' {
+			if out == nil {
+				out = make([]byte, 0, len(text))
+			}
+			out = append(out, text[done:start]...)
+			runs = append(runs, lifted{at: int64(len(out)), text: text[start:k]})
+			done = k
+		}
+		i = max(k, start)
+	}
+	if runs == nil {
+		return text, nil
+	}
+	return append(out, text[done:]...), runs
+}
+
+// errLiftedInMarkup: a lifted run was not character data.
+var errLiftedInMarkup = errors.New("nanhai: lifted text was inside markup")
+
+// parseXML is parse of UTF-8 text from which runs were lifted (none: the
+// document as it is). A run is character data of the element open where
+// it stood: after the token that ended at its offset, before the token
+// that reads past it.
+func parseXML(text []byte, root string, runs []lifted) (*node, error) {
 	d := xml.NewDecoder(bytes.NewReader(text))
 	d.Strict = true
 	d.CharsetReader = func(charset string, input io.Reader) (io.Reader, error) {
@@ -96,9 +175,22 @@ func parse(body []byte, root string) (*node, error) {
 		stack []*node
 		top   *node
 		seen  bool
+		prev  int64 // offset of the end of the previous token
 	)
 	for {
 		tok, err := d.Token()
+		if len(runs) > 0 {
+			at, off := runs[0].at, d.InputOffset()
+			switch {
+			case off <= at:
+			case prev == at && len(stack) > 0:
+				stack[len(stack)-1].text.Write(runs[0].text)
+				runs = runs[1:]
+			default:
+				return nil, errLiftedInMarkup
+			}
+			prev = off
+		}
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -152,6 +244,9 @@ func parse(body []byte, root string) (*node, error) {
 			}
 			stack[len(stack)-1].text.Write(t)
 		}
+	}
+	if len(runs) > 0 {
+		return nil, errLiftedInMarkup
 	}
 	if top == nil {
 		return nil, malformed("no <%s> element", root)
