@@ -39,7 +39,7 @@ func parsedAsIs(doc []byte, root string) string {
 // other text, after a self-closing element, in attributes, comments, CDATA
 // and processing instructions, outside the root, too deep.
 func TestLiftedRunsParseAsIs(t *testing.T) {
-	run := strings.Repeat("QUJD", 80)        // 320 bytes of base64
+	run := strings.Repeat("QUJD", 80)         // 320 bytes of base64
 	lines := strings.Repeat(run[:76]+"\n", 5) // base64 with line breaks
 	for _, tc := range []struct {
 		name, doc string
