@@ -24,18 +24,123 @@ func malformed(format string, args ...any) error {
 // bools and nils, refusing invalid UTF-8, duplicated keys (compared after
 // unescaping), nesting deeper than maxDepth, a top level that is not an
 // object, and anything after it.
+//
+// encoding/json scans a string byte by byte, which made the base64 of the
+// materials most of the cost of decoding a case. So long strings of plain
+// characters (liftStrings) are first replaced by empty strings and put
+// back as the decoder returns them; if that does not work out (any error,
+// a token that does not match), the body is parsed again as it is, so
+// that the result and every error are exactly encoding/json's.
 func parse(body []byte) (map[string]any, error) {
 	if !utf8.Valid(body) {
 		return nil, malformed("body is not valid UTF-8")
 	}
-	d := json.NewDecoder(bytes.NewReader(body))
-	d.UseNumber()
+	if cut, runs := liftStrings(body); len(runs) > 0 {
+		if obj, err := parseJSON(cut, runs); err == nil {
+			return obj, nil
+		}
+	}
+	return parseJSON(body, nil)
+}
+
+// minRun is the shortest string liftStrings lifts out.
+const minRun = 256
+
+// plainByte marks the bytes of a liftable string: the base64 alphabet
+// (no quote, no backslash, nothing encoding/json changes in a string).
+var plainByte = func() (t [256]bool) {
+	for _, c := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") {
+		t[c] = true
+	}
+	return t
+}()
+
+// liftedString is a string's content taken out of a document: its
+// closing quote is at offset end-1 of the document without it.
+type liftedString struct {
+	end  int64
+	text string
+}
+
+// liftStrings empties every quoted run of at least minRun plain bytes and
+// says where each was. A body without such runs is returned as it is.
+func liftStrings(body []byte) ([]byte, []liftedString) {
+	var (
+		out  []byte
+		runs []liftedString
+		done int // body[:done] is in out
+	)
+	for i := 0; i < len(body); {
+		j := bytes.IndexByte(body[i:], '"')
+		if j < 0 {
+			break
+		}
+		start := i + j + 1
+		k := start
+		for k < len(body) && plainByte[body[k]] {
+			k++
+		}
+		if k-start >= minRun && k < len(body) && body[k] == '"' {
+			if out == nil {
+				out = make([]byte, 0, len(body))
+			}
+			out = append(out, body[done:start]...)
+			runs = append(runs, liftedString{end: int64(len(out)) + 1, text: string(body[start:k])})
+			done = k
+			k++ // past the closing quote
+		}
+		i = k
+	}
+	if runs == nil {
+		return body, nil
+	}
+	return append(out, body[done:]...), runs
+}
+
+// errLiftedMismatch: a lifted string was not found where it was taken.
+var errLiftedMismatch = errors.New("liwan: lifted string not where it was")
+
+// tokens reads d's tokens, putting lifted strings back: the empty string
+// token that ends where a lifted one did is that string.
+type tokens struct {
+	d    *json.Decoder
+	runs []liftedString
+}
+
+func (t *tokens) Token() (json.Token, error) {
+	tok, err := t.d.Token()
+	if err != nil || len(t.runs) == 0 {
+		return tok, err
+	}
+	switch off := t.d.InputOffset(); {
+	case off < t.runs[0].end:
+		return tok, nil
+	case off == t.runs[0].end && tok == "":
+		tok, t.runs = t.runs[0].text, t.runs[1:]
+		return tok, nil
+	}
+	return nil, errLiftedMismatch
+}
+
+// More reports whether there is another element in the current array or
+// object.
+func (t *tokens) More() bool { return t.d.More() }
+
+// parseJSON is parse of a body from which strings were lifted (none: the
+// body as it is).
+func parseJSON(body []byte, runs []liftedString) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	d := &tokens{d: dec, runs: runs}
 	v, err := value(d, 0)
 	if err != nil {
 		return nil, err
 	}
 	if _, err := d.Token(); !errors.Is(err, io.EOF) {
 		return nil, malformed("data after the top-level value")
+	}
+	if len(d.runs) > 0 {
+		return nil, errLiftedMismatch
 	}
 	obj, ok := v.(map[string]any)
 	if !ok {
@@ -44,7 +149,7 @@ func parse(body []byte) (map[string]any, error) {
 	return obj, nil
 }
 
-func value(d *json.Decoder, depth int) (any, error) {
+func value(d *tokens, depth int) (any, error) {
 	tok, err := d.Token()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
