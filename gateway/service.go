@@ -149,7 +149,8 @@ func (s *service) partnerOf(id certs.Identity) (*Partner, error) {
 	return p, nil
 }
 
-func (s *service) decode(p *Partner, req Request) error {
+// checkMediaType refuses a body labelled other than the caller's format.
+func (s *service) checkMediaType(p *Partner, req Request) error {
 	if !p.Codec.AcceptsContentType(req.ContentType) {
 		return newError(CodeUnsupportedMedia, "%s sends %s, not %q", p.ID, p.Codec.ContentType(), req.ContentType)
 	}
@@ -166,7 +167,7 @@ func (s *service) Submit(ctx context.Context, req Request) (_ *Receipt, err erro
 	if err != nil {
 		return nil, err
 	}
-	if err := s.decode(from, req); err != nil {
+	if err := s.checkMediaType(from, req); err != nil {
 		return nil, err
 	}
 	c, err := from.Codec.DecodeCase(req.Body)
@@ -203,10 +204,11 @@ func (s *service) Submit(ctx context.Context, req Request) (_ *Receipt, err erro
 	if err != nil {
 		return nil, internal(err)
 	}
-	ex := &store.Exchange{TranslatedSM3: translatedSM3,
+	ex := &store.Exchange{
 		ID: id, From: from.Division, To: to.Division, SourceCaseNo: c.CaseNo, Item: c.Item.BasicCode,
 		Mode: d.Mode, Revision: d.Revision, RequestDigest: req.Signed.Digest, ContentType: req.ContentType,
-		Request: req.Body, Translated: translated, PolicyInput: inputJSON, Decision: decisionJSON,
+		Request: req.Body, Translated: translated, TranslatedSM3: translatedSM3,
+		PolicyInput: inputJSON, Decision: decisionJSON,
 		DeliveryState: store.StateQueued, CreatedAt: now,
 	}
 	rc := &Receipt{ExchangeID: id, State: store.StateQueued, Decision: &ReceiptDecision{Allow: true, Mode: d.Mode, Revision: d.Revision}}
@@ -240,7 +242,7 @@ func (s *service) UpdateStatus(ctx context.Context, req StatusRequest) (_ *Recei
 	if err != nil {
 		return nil, err
 	}
-	if err := s.decode(caller, req.Request); err != nil {
+	if err := s.checkMediaType(caller, req.Request); err != nil {
 		return nil, err
 	}
 	u, err := caller.Codec.DecodeStatus(req.Body)
@@ -274,9 +276,10 @@ func (s *service) UpdateStatus(ctx context.Context, req StatusRequest) (_ *Recei
 	if err != nil {
 		return nil, internal(err)
 	}
-	st := &store.StatusUpdate{TranslatedSM3: translatedSM3,
+	st := &store.StatusUpdate{
 		ExchangeID: ex.ID, From: caller.Division, To: recipient.Division, State: string(u.State), At: u.At,
-		RequestDigest: req.Signed.Digest, Request: req.Body, Translated: translated, CreatedAt: now,
+		RequestDigest: req.Signed.Digest, Request: req.Body, Translated: translated, TranslatedSM3: translatedSM3,
+		CreatedAt: now,
 	}
 	rc := &Receipt{ExchangeID: ex.ID, State: store.StateQueued}
 	terminal := func(state string) bool { return adapters.State(state).Terminal() }
