@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 
 	"github.com/tongban/tongban/gateway"
 )
@@ -33,6 +34,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	set(&cfg.PublicURL, *publicURL)
 	set(&cfg.Data, *data)
 	set(&cfg.Policies, *pols)
+	gogc, limit := applyGCPolicy(os.Getenv)
+	slog.New(slog.NewJSONHandler(stderr, nil)).Info("collector", "gogc", gogc, "gomemlimit", limit)
 	return serve(ctx, cfg, stdout, stderr, nil)
 }
 
