@@ -328,7 +328,7 @@ func (codec) EncodeCase(c *adapters.Case) ([]byte, error) {
 	for _, m := range c.Materials {
 		size += base64.StdEncoding.EncodedLen(len(m.Content)) + 256
 	}
-	w := newWriter("CASE", size)
+	w := newWriter("CASE", size+4096)
 	if c.Origin == nil {
 		w.elem("PROJECT_NO", c.CaseNo)
 	}
@@ -392,7 +392,7 @@ func (codec) EncodeCase(c *adapters.Case) ([]byte, error) {
 			w.elem("GET_TYPE", f)
 			w.elem("FILE_NAME", m.FileName)
 			w.elem("SM3", strings.ToLower(m.SM3))
-			w.elem("CONTENT", base64.StdEncoding.EncodeToString(m.Content))
+			w.base64("CONTENT", m.Content)
 			w.close("MATERIAL")
 		}
 		w.close("MATERIALS")
