@@ -281,7 +281,7 @@ type wireMaterial struct {
 	FileName  string `json:"fileName"`
 	SM3       string `json:"sm3"`
 	SizeBytes int64  `json:"sizeBytes"`
-	Content   string `json:"content"`
+	Content   []byte `json:"content"` // encoding/json writes []byte as standard base64, into its own buffer
 }
 
 type wireOrigin struct {
@@ -306,7 +306,13 @@ type wireCase struct {
 }
 
 func marshal(v any) ([]byte, error) {
+	return marshalSized(v, 0)
+}
+
+// marshalSized is marshal into a buffer of sizeHint bytes to begin with.
+func marshalSized(v any, sizeHint int) ([]byte, error) {
 	var buf bytes.Buffer
+	buf.Grow(sizeHint)
 	e := json.NewEncoder(&buf)
 	e.SetEscapeHTML(false)
 	if err := e.Encode(v); err != nil {
@@ -337,11 +343,16 @@ func (codec) EncodeCase(c *adapters.Case) ([]byte, error) {
 	} else {
 		w.CaseID = c.CaseNo
 	}
+	size := 2048
 	for i, m := range c.Materials {
 		w.Materials[i] = wireMaterial{m.Code, m.Title, string(m.Form), m.FileName, strings.ToLower(m.SM3),
-			int64(len(m.Content)), base64.StdEncoding.EncodeToString(m.Content)}
+			int64(len(m.Content)), m.Content}
+		if m.Content == nil {
+			w.Materials[i].Content = []byte{} // "", not null
+		}
+		size += base64.StdEncoding.EncodedLen(len(m.Content)) + 512
 	}
-	return marshal(w)
+	return marshalSized(w, size)
 }
 
 type wireCertificate struct {
