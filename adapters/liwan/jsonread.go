@@ -82,7 +82,9 @@ func liftStrings(body []byte) ([]byte, []liftedString) {
 		}
 		if k-start >= minRun && k < len(body) && body[k] == '"' {
 			if out == nil {
-				out = make([]byte, 0, len(body))
+				// Everything but this run, at most: the first run is
+				// usually most of the body.
+				out = make([]byte, 0, len(body)-(k-start))
 			}
 			out = append(out, body[done:start]...)
 			runs = append(runs, liftedString{end: int64(len(out)) + 1, text: string(body[start:k])})

@@ -141,7 +141,9 @@ func liftRuns(text []byte) ([]byte, []lifted) {
 		}
 		if k-start >= minRun && k < len(text) && text[k] == '<' {
 			if out == nil {
-				out = make([]byte, 0, len(text))
+				// Everything but this run, at most: the first run is
+				// usually most of the document.
+				out = make([]byte, 0, len(text)-(k-start))
 			}
 			out = append(out, text[done:start]...)
 			runs = append(runs, lifted{at: int64(len(out)), text: text[start:k]})
