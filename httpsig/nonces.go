@@ -32,7 +32,7 @@ var ErrNonceStoreFull = errors.New("httpsig: nonce store full")
 
 // MemoryNonces is an in-memory NonceStore for one process, bounded in size
 // and in time: it holds at most max nonces, and drops those whose time has
-// passed when it needs room. It implements NonceChecker.
+// passed as it records new ones. It implements NonceChecker.
 type MemoryNonces struct {
 	mu   sync.Mutex
 	max  int
@@ -60,17 +60,19 @@ func (m *MemoryNonces) Remember(_ context.Context, keyID, nonce string, until ti
 	if _, ok := m.seen[k]; ok {
 		return false, nil
 	}
+	// Forget what has expired, at every call rather than only when full,
+	// so that the store holds about rate × lifetime nonces instead of
+	// growing to max first (the delivery worker's store of acknowledgement
+	// nonces grew to 100,000 entries, ~30 MB, in 9 minutes at 180/s:
+	// docs/performance.md, "Memory"). Only what has expired: an unexpired
+	// nonce forgotten would let its request be replayed.
+	now := m.now()
+	for m.exp.Len() > 0 && m.exp[0].until.Before(now) {
+		e := heap.Pop(&m.exp).(expiry)
+		delete(m.seen, e.key)
+	}
 	if len(m.seen) >= m.max {
-		// Forget only what has expired; an unexpired nonce forgotten
-		// would let its request be replayed.
-		now := m.now()
-		for m.exp.Len() > 0 && m.exp[0].until.Before(now) {
-			e := heap.Pop(&m.exp).(expiry)
-			delete(m.seen, e.key)
-		}
-		if len(m.seen) >= m.max {
-			return false, ErrNonceStoreFull
-		}
+		return false, ErrNonceStoreFull
 	}
 	m.seen[k] = until
 	heap.Push(&m.exp, expiry{key: k, until: until})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -289,6 +290,35 @@ func TestMemoryNonces(t *testing.T) {
 	wg.Wait()
 	if freshCount != 1 {
 		t.Errorf("%d goroutines saw the nonce as fresh", freshCount)
+	}
+}
+
+// TestMemoryNoncesForgetExpired: expired nonces are dropped as new ones are
+// recorded, not only once the store is full, and unexpired ones are kept.
+func TestMemoryNoncesForgetExpired(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	now := time.Unix(1_800_000_000, 0)
+	m := NewMemoryNonces(1000)
+	m.now = func() time.Time { return now }
+	for i := range 100 {
+		until := now.Add(time.Second)
+		if i%10 == 0 {
+			until = now.Add(time.Hour)
+		}
+		if fresh, err := m.Remember(ctx, "k", fmt.Sprint(i), until); !fresh || err != nil {
+			t.Fatalf("%d: %v %v", i, fresh, err)
+		}
+	}
+	now = now.Add(2 * time.Second)
+	if fresh, err := m.Remember(ctx, "k", "new", now.Add(time.Second)); !fresh || err != nil {
+		t.Fatalf("new: %v %v", fresh, err)
+	}
+	if got := m.Len(); got != 11 {
+		t.Errorf("holds %d nonces, want the 10 unexpired and the new one", got)
+	}
+	if fresh, _ := m.Remember(ctx, "k", "50", now.Add(time.Hour)); fresh {
+		t.Error("unexpired nonce 50 forgotten")
 	}
 }
 
