@@ -807,8 +807,13 @@ func (r *run) checkStatuses(db *sql.DB) map[string]int {
 		pos int
 	}
 	received := map[string][]arrival{}
-	statusRecords := 0
+	statusRecords, statusDuplicates := 0, 0
 	for _, p := range []*sim.Partner{r.nanhai, r.liwan} {
+		for _, d := range p.Duplicates() { // reported by check too
+			if strings.HasPrefix(d, sim.KindStatus+" ") {
+				statusDuplicates++
+			}
+		}
 		for i, rc := range p.Received() {
 			if rc.Kind != sim.KindStatus {
 				continue
@@ -820,6 +825,11 @@ func (r *run) checkStatuses(db *sql.DB) map[string]int {
 	}
 
 	f := map[string]int{}
+	for _, k := range []string{"status_cases", "status_updates_sent", "statuses_accepted", "statuses_accepted_on_resend_200",
+		"statuses_resolved_after_a_kill", "status_cases_resolved_after_a_kill", "status_requests_unanswered_then_resent",
+		"statuses_resent_after_their_answer", "refused_after_final_409"} {
+		f[k] = 0 // every figure reported, 0 included
+	}
 	known := map[string]bool{} // exchange ids whose statuses the load generator sent
 	for key, o := range r.cases {
 		if !o.withStatuses {
@@ -833,7 +843,7 @@ func (r *run) checkStatuses(db *sql.DB) map[string]int {
 			if s == nil {
 				continue
 			}
-			f["status_requests_sent"]++
+			f["status_updates_sent"]++
 			f["status_requests_unanswered_then_resent"] += s.unanswered
 			if s.unanswered > 0 {
 				resolvedAfterKill = true
@@ -935,5 +945,6 @@ func (r *run) checkStatuses(db *sql.DB) map[string]int {
 			f["statuses_accepted"], total, len(entries), statusRecords)
 	}
 	f["statuses_in_store"], f["status_entries_in_log"], f["statuses_received_by_simulators"] = total, len(entries), statusRecords
+	f["status_duplicates_delivered"] = statusDuplicates
 	return f
 }
