@@ -26,6 +26,7 @@ import (
 	"github.com/tongban/tongban/gateway/exchangelog"
 	"github.com/tongban/tongban/gateway/store"
 	"github.com/tongban/tongban/httpsig"
+	"github.com/tongban/tongban/internal/pkitest"
 	"github.com/tongban/tongban/sim"
 )
 
@@ -41,20 +42,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
 		os.Exit(runChild())
 	}
-	dir, err := os.MkdirTemp("", "gateway-pki")
-	if err != nil {
-		panic(err)
-	}
-	if err := certs.InitDevPKI(dir); err != nil {
-		panic(err)
-	}
-	if pki, err = certs.LoadDevPKI(dir); err != nil {
-		panic(err)
-	}
-	pkiDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(pkitest.Run(m, "gateway-pki", func(p *certs.DevPKI, dir string) { pki, pkiDir = p, dir }))
 }
 
 // copyPKI copies the shared dev PKI into dst.

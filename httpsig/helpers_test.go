@@ -11,25 +11,14 @@ import (
 	"time"
 
 	"github.com/tongban/tongban/certs"
+	"github.com/tongban/tongban/internal/pkitest"
 )
 
 // pki is one development PKI for the whole package's tests.
 var pki *certs.DevPKI
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "httpsig-pki-")
-	if err != nil {
-		panic(err)
-	}
-	if err := certs.InitDevPKI(dir); err != nil {
-		panic(err)
-	}
-	if pki, err = certs.LoadDevPKI(dir); err != nil {
-		panic(err)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(pkitest.Run(m, "httpsig-pki-", func(p *certs.DevPKI, _ string) { pki = p }))
 }
 
 const publicURL = "https://127.0.0.1:8443"

@@ -18,25 +18,14 @@ import (
 	"github.com/tongban/tongban/adapters/nanhai"
 	"github.com/tongban/tongban/certs"
 	"github.com/tongban/tongban/httpsig"
+	"github.com/tongban/tongban/internal/pkitest"
 	"github.com/tongban/tongban/sim"
 )
 
 var pki *certs.DevPKI
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "sim-pki")
-	if err != nil {
-		panic(err)
-	}
-	if err := certs.InitDevPKI(dir); err != nil {
-		panic(err)
-	}
-	if pki, err = certs.LoadDevPKI(dir); err != nil {
-		panic(err)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(pkitest.Run(m, "sim-pki", func(p *certs.DevPKI, _ string) { pki = p }))
 }
 
 var caseNoFormat = map[string]*regexp.Regexp{

@@ -22,6 +22,7 @@ import (
 	"github.com/tongban/tongban/gateway/exchangelog"
 	"github.com/tongban/tongban/gateway/store"
 	"github.com/tongban/tongban/httpsig"
+	"github.com/tongban/tongban/internal/pkitest"
 	"github.com/tongban/tongban/sim"
 )
 
@@ -30,19 +31,7 @@ import (
 var pki *certs.DevPKI
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "delivery-pki")
-	if err != nil {
-		panic(err)
-	}
-	if err := certs.InitDevPKI(dir); err != nil {
-		panic(err)
-	}
-	if pki, err = certs.LoadDevPKI(dir); err != nil {
-		panic(err)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(pkitest.Run(m, "delivery-pki", func(p *certs.DevPKI, _ string) { pki = p }))
 }
 
 // simServer is a simulated partner served over real HTTP on loopback. Its
