@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/tongban/tongban/certs"
@@ -402,9 +401,6 @@ func sameOutcome(a, b policies.Decision) bool {
 		slices.Equal(a.MissingMaterials, b.MissingMaterials)
 }
 
-// activation serialises activations so "previous" is always right.
-var activation sync.Mutex
-
 // ActivationView is the answer to an activation or rollback.
 type ActivationView struct {
 	Revision    string    `json:"revision"`
@@ -436,8 +432,8 @@ func (s *Server) activate(ctx context.Context, vr *httpsig.Verified, b *policies
 	if err != nil {
 		return 0, nil, internal(err)
 	}
-	activation.Lock()
-	defer activation.Unlock()
+	s.activating.Lock()
+	defer s.activating.Unlock()
 	prev := s.Policy.Load().Revision()
 	if prev == b.Revision() {
 		return 0, nil, newError(CodeInvalidTransition, "revision %s is already active", prev)
@@ -477,8 +473,8 @@ func (s *Server) SyncPolicy(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	activation.Lock()
-	defer activation.Unlock()
+	s.activating.Lock()
+	defer s.activating.Unlock()
 	s.Policy.Activate(engine)
 	s.logger.InfoContext(ctx, "policy activated by another replica", "revision", b.Revision(), "by", acts[0].By)
 	return true, nil

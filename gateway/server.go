@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	kitprom "github.com/go-kit/kit/metrics/prometheus"
@@ -55,6 +56,9 @@ type Server struct {
 	// revocation reloads the revocation list file (nil without one).
 	revocation *revocationWatcher
 	logger     *slog.Logger
+	// activating serialises this server's policy activations, so that the
+	// "previous" revision each one records is always right.
+	activating sync.Mutex
 }
 
 // codecs by partner id; a third district adds one line here and one folder
