@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"github.com/tongban/tongban/adapters"
-	"github.com/tongban/tongban/adapters/liwan"
-	"github.com/tongban/tongban/adapters/nanhai"
 	"github.com/tongban/tongban/certs"
 	"github.com/tongban/tongban/gateway/exchangelog"
 	"github.com/tongban/tongban/gateway/store"
@@ -533,8 +531,8 @@ func seqDeliveryID(exchangeID string, n int) string {
 // (where `tongban sim` listens by default).
 func PilotPartners() Partners {
 	return NewPartners(
-		&Partner{ID: "nanhai", Division: adapters.DivisionNanhai, Endpoint: DefaultNanhaiEndpoint, Codec: nanhai.Codec},
-		&Partner{ID: "liwan", Division: adapters.DivisionLiwan, Endpoint: DefaultLiwanEndpoint, Codec: liwan.Codec},
+		&Partner{ID: "nanhai", Division: adapters.DivisionNanhai, Endpoint: DefaultNanhaiEndpoint, Codec: codecs["nanhai"]},
+		&Partner{ID: "liwan", Division: adapters.DivisionLiwan, Endpoint: DefaultLiwanEndpoint, Codec: codecs["liwan"]},
 	)
 }
 

@@ -177,9 +177,8 @@ func encodeReceipt(signer *certs.Signer) kithttp.EncodeResponseFunc {
 		if resp.Receipt.Replayed {
 			status = http.StatusOK
 		}
-		r, _ := ctx.Value(requestKey).(*http.Request)
 		w.Header().Set("Content-Type", "application/json")
-		if err := signReceipt(ctx, w.Header(), status, body, r, signer); err != nil {
+		if err := signReceipt(ctx, w.Header(), status, body, signer); err != nil {
 			return err
 		}
 		w.WriteHeader(status)
@@ -189,7 +188,7 @@ func encodeReceipt(signer *certs.Signer) kithttp.EncodeResponseFunc {
 }
 
 // signReceipt signs the response and binds it to the request it answers.
-func signReceipt(ctx context.Context, h http.Header, status int, body []byte, r *http.Request, signer *certs.Signer) error {
+func signReceipt(ctx context.Context, h http.Header, status int, body []byte, signer *certs.Signer) error {
 	vr, err := verified(ctx)
 	if err != nil {
 		return err
