@@ -69,3 +69,40 @@ func TestClosedStore(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 }
+
+// TestWriterPragmas checks the writer connection's settings that keep the
+// group commit's I/O down (docs/performance.md, fourth round), and that the
+// reader pool is left at SQLite's defaults for what it does not need.
+func TestWriterPragmas(t *testing.T) {
+	ctx := context.Background()
+	st, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "p.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s := st.(*sqlStore)
+	for _, tc := range []struct {
+		pragma string
+		want   int64
+	}{
+		{"temp_store", 2}, // MEMORY: savepoint journals stay off the disk
+		{"cache_size", -16384},
+		{"wal_autocheckpoint", 4000},
+		{"synchronous", 2}, // FULL: still durable
+	} {
+		var got int64
+		if err := s.w.QueryRowContext(ctx, "PRAGMA "+tc.pragma).Scan(&got); err != nil {
+			t.Fatalf("PRAGMA %s: %v", tc.pragma, err)
+		}
+		if got != tc.want {
+			t.Errorf("writer PRAGMA %s = %d, want %d", tc.pragma, got, tc.want)
+		}
+	}
+	var readerCache int64
+	if err := s.r.QueryRowContext(ctx, "PRAGMA cache_size").Scan(&readerCache); err != nil {
+		t.Fatal(err)
+	}
+	if readerCache == -16384 {
+		t.Errorf("reader connections got the writer's 16 MiB cache (×%d connections)", 10)
+	}
+}
