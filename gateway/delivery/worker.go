@@ -375,14 +375,18 @@ func (w *Worker) start(ctx context.Context, wg *sync.WaitGroup, p *partnerState,
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		defer func() {
-			<-p.slots
-			select {
-			case w.freed <- struct{}{}:
-			default:
-			}
-		}()
-		w.attempt(ctx, p, d)
+		var once sync.Once
+		release := func() {
+			once.Do(func() {
+				<-p.slots
+				select {
+				case w.freed <- struct{}{}:
+				default:
+				}
+			})
+		}
+		defer release()
+		w.attempt(ctx, p, d, release)
 	}()
 }
 
@@ -390,27 +394,40 @@ func (w *Worker) start(ctx context.Context, wg *sync.WaitGroup, p *partnerState,
 // it runs even while the worker stops, so an answer received is not lost.
 const finishTimeout = 10 * time.Second
 
-// attempt makes one delivery attempt and records its outcome.
-func (w *Worker) attempt(ctx context.Context, p *partnerState, d store.Delivery) {
+// attempt makes one delivery attempt and records its outcome. The
+// partner's slot is released (release) as soon as the partner has
+// answered, before the outcome is written: a slot bounds the requests a
+// partner has to serve at once, and the store write waits for a group
+// commit that, under load, takes longer than the request itself — holding
+// the slot through it halved the deliveries per slot while the accepted
+// cases queued up (docs/performance.md, fourth round). The row stays
+// claimed until the outcome is written, so it is not claimed again.
+func (w *Worker) attempt(ctx context.Context, p *partnerState, d store.Delivery, release func()) {
 	actx, cancel := context.WithTimeout(ctx, w.o.AttemptTimeout)
 	res := w.deliver(actx, p, d)
 	cancel()
+	// The breaker learns the outcome before the slot is free, so that a
+	// half-open breaker's next claim sees it.
+	stopped := res.err != nil && ctx.Err() != nil
+	switch {
+	case res.err == nil:
+		p.breaker.success()
+	case stopped:
+		p.breaker.release() // the partner is not to blame
+	case res.unreachable:
+		p.breaker.failure(w.o.Now())
+	default:
+		p.breaker.success()
+	}
+	release()
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
 	defer cancel()
 	switch {
 	case res.err == nil:
-		p.breaker.success()
 		w.succeed(fctx, d, res)
-	case ctx.Err() != nil:
-		// Stopped mid-attempt: the partner is not to blame.
-		p.breaker.release()
+	case stopped:
 		w.putBack(fctx, d, w.o.Now(), d.LastError)
 	default:
-		if res.unreachable {
-			p.breaker.failure(w.o.Now())
-		} else {
-			p.breaker.success()
-		}
 		w.fail(fctx, d, res.err)
 	}
 }
