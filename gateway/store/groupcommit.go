@@ -39,11 +39,11 @@ type txJob struct {
 // submit queues fn for the committer and waits for its outcome. Once
 // queued, a job runs to completion even if ctx is cancelled meanwhile
 // (interrupting one statement would roll back the whole batch), like a
-// request whose response was lost.
-func (s *sqlStore) submit(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+// request whose response was lost. queue is s.jobs or s.first.
+func (s *sqlStore) submit(ctx context.Context, queue chan *txJob, fn func(ctx context.Context, tx *sql.Tx) error) error {
 	j := &txJob{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	select {
-	case s.jobs <- j:
+	case queue <- j:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-s.stop:
@@ -64,35 +64,57 @@ func (s *sqlStore) submit(ctx context.Context, fn func(ctx context.Context, tx *
 }
 
 // committer runs batches until the store closes; jobs still queued then are
-// answered ErrClosed.
+// answered ErrClosed. Jobs of s.first (the delivery worker's claims and
+// outcomes) are taken before those of s.jobs, into the next batch: under
+// a load the disk cannot keep up with, new cases then wait for commits
+// longer, rather than the outbox growing without bound while deliveries
+// wait behind them (docs/performance.md, fourth round).
 func (s *sqlStore) committer() {
 	defer s.wg.Done()
 	defer close(s.committed)
 	batch := make([]*txJob, 0, s.maxBatch)
 	for {
+		var j *txJob
 		select {
-		case <-s.stop:
-			for {
-				select {
-				case j := <-s.jobs:
-					j.done <- ErrClosed
-				default:
-					return
+		case j = <-s.first:
+		default:
+			select {
+			case <-s.stop:
+				for _, q := range []chan *txJob{s.first, s.jobs} {
+				drain:
+					for {
+						select {
+						case j := <-q:
+							j.done <- ErrClosed
+						default:
+							break drain
+						}
+					}
 				}
+				return
+			case j = <-s.first:
+			case j = <-s.jobs:
 			}
-		case j := <-s.jobs:
-			batch = append(batch[:0], j)
-		more:
-			for len(batch) < s.maxBatch {
-				select {
-				case j := <-s.jobs:
-					batch = append(batch, j)
-				default:
-					break more
-				}
-			}
-			s.runBatch(batch)
 		}
+		batch = append(batch[:0], j)
+	more:
+		for len(batch) < s.maxBatch {
+			select {
+			case j := <-s.first:
+				batch = append(batch, j)
+				continue
+			default:
+			}
+			select {
+			case j := <-s.first:
+				batch = append(batch, j)
+			case j := <-s.jobs:
+				batch = append(batch, j)
+			default:
+				break more
+			}
+		}
+		s.runBatch(batch)
 	}
 }
 

@@ -3,11 +3,13 @@ package store
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestGroupCommitBatches checks that concurrent writers on SQLite share
@@ -105,4 +107,75 @@ func TestWriterPragmas(t *testing.T) {
 	if readerCache == -16384 {
 		t.Errorf("reader connections got the writer's 16 MiB cache (×%d connections)", 10)
 	}
+}
+
+// The outbox's claims and outcomes (inTxFirst) go into the next batch
+// ahead of jobs that were waiting before them: with the committer busy
+// and a full queue of other writes behind it, the delivery job is the
+// first to run once the committer is free.
+func TestGroupCommitDeliveriesFirst(t *testing.T) {
+	ctx := context.Background()
+	st, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "f.db"), WithGroupCommit(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s := st.(*sqlStore)
+	var mu sync.Mutex
+	var order []string
+	started := make(chan struct{})
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	defer releaseOnce.Do(func() { close(release) }) // never leave the committer blocked
+	job := func(name string) func(context.Context, *sql.Tx) error {
+		return func(ctx context.Context, tx *sql.Tx) error {
+			if name == "busy" {
+				close(started)
+				<-release
+			}
+			mu.Lock()
+			order = append(order, name)
+			mu.Unlock()
+			return nil
+		}
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	run := func(first bool, name string) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in := s.inTx
+			if first {
+				in = s.inTxFirst
+			}
+			if err := in(ctx, job(name)); err != nil {
+				t.Error(name, err)
+			}
+		}()
+	}
+	run(false, "busy")
+	<-started // the committer is running it
+	for i := 0; i < 4; i++ {
+		run(false, fmt.Sprintf("case%d", i))
+	}
+	waitUntil(t, func() bool { return len(s.jobs) == 4 })
+	run(true, "delivery")
+	waitUntil(t, func() bool { return len(s.first) == 1 })
+	releaseOnce.Do(func() { close(release) })
+	wg.Wait()
+	if len(order) != 6 || order[0] != "busy" || order[1] != "delivery" {
+		t.Errorf("jobs ran in the order %v, want busy, then delivery ahead of the cases queued before it", order)
+	}
+}
+
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	for i := 0; i < 500; i++ {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("condition not reached in 5 s")
 }

@@ -148,6 +148,7 @@ func OpenSQLite(ctx context.Context, path string, opts ...Option) (Store, error)
 	s := newSQLStore(sqliteDialect, w, r, o)
 	if o.groupCommit > 1 {
 		s.jobs = make(chan *txJob, o.groupCommit)
+		s.first = make(chan *txJob, o.groupCommit)
 		s.committed = make(chan struct{})
 		s.maxBatch = o.groupCommit
 	}

@@ -122,7 +122,7 @@ func (s *sqlStore) ClaimDeliveries(ctx context.Context, now, leaseUntil time.Tim
 	}
 	nowNs := ns(now)
 	var out []Delivery
-	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.inTxFirst(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
 		out, err = s.scanDeliveries(s.txQuery(ctx, tx, qClaim, nowNs, nowNs, limit, ns(leaseUntil), ns(s.now())))
 		return err
@@ -142,7 +142,7 @@ func (s *sqlStore) ClaimDeliveriesFor(ctx context.Context, division string, now,
 	}
 	nowNs := ns(now)
 	var out []Delivery
-	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.inTxFirst(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
 		out, err = s.scanDeliveries(s.txQuery(ctx, tx, qClaimFor, division, nowNs, nowNs, limit, ns(leaseUntil), ns(s.now())))
 		return err
@@ -164,7 +164,7 @@ func (s *sqlStore) FinishDelivery(ctx context.Context, id string, out DeliveryOu
 		return fmt.Errorf("store: FinishDelivery: outcome state %q", out.State)
 	}
 	now := ns(s.now())
-	return s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.inTxFirst(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var exchangeID, state string
 		var seq int64
 		err := s.txQueryRow(ctx, tx, qLockDelivery, id).Scan(&exchangeID, &seq, &state)

@@ -20,6 +20,7 @@ type sqlStore struct {
 	now          func() time.Time
 	cleanupEvery time.Duration
 	jobs         chan *txJob   // group commit queue; nil when off
+	first        chan *txJob   // group commit queue taken first (deliveries)
 	committed    chan struct{} // closed when the committer has stopped
 	maxBatch     int
 	st           stmts  // the registry's statements, readied at open
@@ -38,7 +39,16 @@ var _ Store = (*sqlStore)(nil)
 // caller's, whose cancellation would interrupt the shared transaction).
 func (s *sqlStore) inTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
 	if s.jobs != nil {
-		return s.submit(ctx, fn)
+		return s.submit(ctx, s.jobs, fn)
+	}
+	return s.runTx(ctx, fn)
+}
+
+// inTxFirst is inTx for the outbox's claims and outcomes: with group
+// commit they go into the next batch ahead of other waiting jobs.
+func (s *sqlStore) inTxFirst(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	if s.first != nil {
+		return s.submit(ctx, s.first, fn)
 	}
 	return s.runTx(ctx, fn)
 }
