@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"time"
 
@@ -17,6 +18,9 @@ import (
 	"github.com/tongban/tongban/gateway"
 	"github.com/tongban/tongban/load"
 )
+
+// loadGCPercent is the collector setting of `tongban load` (GOGC unset).
+const loadGCPercent = 400
 
 func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("load", "load (--local | --target URL) [--rate R | --connections N] (--duration D | --count N) [flags]", stderr)
@@ -54,6 +58,14 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, "%v", err)
 	}
 	say := func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
+	if os.Getenv("GOGC") == "" {
+		// The client and, with --local, the simulated receivers share the
+		// cores with the gateway; collecting as often as GOGC=100 would
+		// spend them on the load tool's own garbage (its pre-signed
+		// requests are long-lived, its bodies short-lived). The gateway's
+		// memory is what the report measures, not this process's.
+		debug.SetGCPercent(loadGCPercent)
+	}
 
 	var floor *load.Floor
 	if *floorTime > 0 {
