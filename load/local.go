@@ -103,6 +103,9 @@ type LocalOptions struct {
 	// keep up with the acceptance rate on loopback; docs/performance.md);
 	// without ExtraConfig it says "delivery: {concurrency: 32}".
 	ExtraConfig string
+	// ServeArgs are appended to the `tongban serve` command line of the
+	// child gateway (e.g. --cpuprofile FILE).
+	ServeArgs []string
 }
 
 // Local is a gateway running as a child process (`tongban serve`) on a free
@@ -183,7 +186,7 @@ limits: {rate_per_s: 1000000, concurrency: 100000}
 			return nil, err
 		}
 		defer logf.Close()
-		l.cmd = exec.Command(o.Binary, "serve", "--config", cfgPath)
+		l.cmd = exec.Command(o.Binary, append([]string{"serve", "--config", cfgPath}, o.ServeArgs...)...)
 		l.cmd.Stdout, l.cmd.Stderr = logf, logf
 		if err = l.cmd.Start(); err != nil {
 			return nil, err

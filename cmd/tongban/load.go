@@ -43,6 +43,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	extra := fs.String("gateway-config", "", "with --local: YAML appended to the gateway's generated configuration")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process during the load")
 	memProfile := fs.String("memprofile", "", "write an allocation profile of this process after the load")
+	gwProfile := fs.String("gateway-cpuprofile", "", "with --local: the child gateway writes its CPU profile to this file (`tongban serve --cpuprofile`)")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object, the last line of stdout")
 	if code, ok := parse(fs, args); !ok {
 		return code
@@ -84,6 +85,16 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	)
 	if *local {
 		o := load.LocalOptions{Dir: *keep, Lag: lag, Connections: *conns, ExtraConfig: *extra}
+		if *gwProfile != "" {
+			if *inProcess {
+				return fail(stderr, "load: --gateway-cpuprofile is for a child gateway; with --in-process use --cpuprofile")
+			}
+			abs, err := filepath.Abs(*gwProfile)
+			if err != nil {
+				return fail(stderr, "%v", err)
+			}
+			o.ServeArgs = []string{"--cpuprofile", abs}
+		}
 		if *inProcess {
 			o.Serve = serveInProcess
 		} else if o.Binary, err = os.Executable(); err != nil {

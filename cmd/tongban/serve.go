@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime/pprof"
 
 	"github.com/tongban/tongban/gateway"
 )
@@ -18,8 +19,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	publicURL := fs.String("public-url", "", "public base URL partners sign against (default https:// + listen)")
 	data := fs.String("data", "", "data directory: SQLite store and dev PKI (default ./var)")
 	pols := fs.String("policies", "", "policy bundle directory (default: the embedded pilot bundle)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the gateway to this file until it stops (for `go tool pprof`)")
 	if code, ok := parse(fs, args); !ok {
 		return code
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fail(stderr, "%v", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fail(stderr, "cpu profile: %v", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	cfg, err := gateway.LoadConfig(*config)
 	if err != nil {
