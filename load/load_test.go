@@ -3,10 +3,12 @@ package load_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -131,6 +133,9 @@ func TestRunLocal(t *testing.T) {
 	}
 	if rep.Delivered != rep.Accepted || rep.Undelivered != 0 || rep.DeliveryLagMS.P50 <= 0 || rep.DeliveryLagMS.P99 < rep.DeliveryLagMS.P50 {
 		t.Fatalf("delivered %d of %d, undelivered %d, lag %+v", rep.Delivered, rep.Accepted, rep.Undelivered, rep.DeliveryLagMS)
+	}
+	if rep.DeliveredInRun < 0 || rep.DeliveredInRun > rep.Delivered {
+		t.Errorf("delivered by the last answer %d, delivered in all %d", rep.DeliveredInRun, rep.Delivered)
 	}
 	lat := rep.LatencyMS
 	if !(lat.P50 > 0 && lat.P50 <= lat.P90 && lat.P90 <= lat.P99 && lat.P99 <= lat.Max) {
@@ -258,5 +263,24 @@ func TestLagTracker(t *testing.T) {
 	tr.Delivered("a", t0.Add(50*time.Millisecond))
 	if tr.Pending() != 0 || tr.Arrived() != 2 {
 		t.Fatalf("pending %d arrived %d", tr.Pending(), tr.Arrived())
+	}
+}
+
+// The summary says how many cases were delivered while the load ran, and
+// warns when deliveries fell behind the accepted cases (an accepted rate
+// the outbox could not sustain), not when they kept pace.
+func TestSummaryDeliveriesBehind(t *testing.T) {
+	for _, tc := range []struct {
+		inRun int64
+		warn  bool
+	}{{950, false}, {900, false}, {899, true}, {120, true}} {
+		r := load.Report{Accepted: 1000, Delivered: 1000, DeliveredInRun: tc.inRun, DurationS: 10}
+		s := r.Summary()
+		if !strings.Contains(s, fmt.Sprintf("delivered by the last answer %d of 1000 accepted", tc.inRun)) {
+			t.Errorf("in run %d: summary %q", tc.inRun, s)
+		}
+		if got := strings.Contains(s, "WARNING: deliveries fell behind"); got != tc.warn {
+			t.Errorf("in run %d: warning %v, want %v:\n%s", tc.inRun, got, tc.warn, s)
+		}
 	}
 }

@@ -99,9 +99,10 @@ type LocalOptions struct {
 	// ExtraConfig is appended to the generated YAML configuration. The
 	// generated one lifts the per-partner rate and concurrency limits out
 	// of the way (a load run measures the pipeline, not the limiter) and
-	// lets 32 deliveries per partner be in flight (the default 4 cannot
-	// keep up with the acceptance rate on loopback; docs/performance.md);
-	// without ExtraConfig it says "delivery: {concurrency: 32}".
+	// lets 64 deliveries per partner be in flight, so that deliveries keep
+	// pace with what the gateway accepts as fast as it goes on loopback
+	// (the default 16 fell behind: docs/performance.md, fourth round);
+	// without ExtraConfig it says "delivery: {concurrency: 64}".
 	ExtraConfig string
 	// ServeArgs are appended to the `tongban serve` command line of the
 	// child gateway (e.g. --cpuprofile FILE).
@@ -159,7 +160,7 @@ func StartLocal(ctx context.Context, o LocalOptions) (_ *Local, err error) {
 	}
 	l.URL = "https://" + addr
 	if o.ExtraConfig == "" {
-		o.ExtraConfig = "delivery: {concurrency: 32}\n"
+		o.ExtraConfig = "delivery: {concurrency: 64}\n"
 	}
 	cfg := fmt.Sprintf(`listen: %q
 data: %q

@@ -91,6 +91,11 @@ type Report struct {
 	// Delivered is how many accepted cases reached their receiver (with a
 	// Lag tracker), Undelivered how many had not when the drain ended.
 	Delivered, Undelivered int64 `json:"-"`
+	// DeliveredInRun is how many had reached their receiver when the last
+	// answer came back, before the drain: far below Accepted means the
+	// gateway accepted faster than it delivered, a rate the outbox could
+	// not sustain.
+	DeliveredInRun int64 `json:"-"`
 	// SignedDuringRun is how many requests the client signed while the
 	// load ran (not ahead of it).
 	SignedDuringRun int64 `json:"-"`
@@ -118,6 +123,10 @@ func (r *Report) Summary() string {
 	if r.Delivered+r.Undelivered > 0 {
 		fmt.Fprintf(&b, "delivered %d (lag ms p50 %.1f, p99 %.1f), not delivered by the end of the drain %d\n",
 			r.Delivered, r.DeliveryLagMS.P50, r.DeliveryLagMS.P99, r.Undelivered)
+		fmt.Fprintf(&b, "delivered by the last answer %d of %d accepted (%.0f/s)\n", r.DeliveredInRun, r.Accepted, float64(r.DeliveredInRun)/max(r.DurationS, 1e-9))
+		if r.Accepted > 0 && float64(r.DeliveredInRun) < 0.9*float64(r.Accepted) {
+			fmt.Fprintf(&b, "WARNING: deliveries fell behind the accepted cases: the accepted rate is more than the gateway delivered; the outbox grew during the run\n")
+		}
 	}
 	if r.FloorPerS > 0 {
 		fmt.Fprintf(&b, "floor %.0f/s, throughput/floor %.3f\n", r.FloorPerS, r.RatioToFloor)
@@ -262,6 +271,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	wg.Wait()
+	var deliveredInRun int64
+	if o.Lag != nil {
+		deliveredInRun = o.Lag.Arrived()
+	}
 	end := time.Unix(0, last.Load())
 	if last.Load() == 0 {
 		end = time.Now()
@@ -275,7 +288,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep := &Report{
 		Sent: r.sent.Load(), Accepted: r.accepted.Load(), Replayed: r.replayed.Load(),
 		Errors: r.errors, Unexpected: r.unexp, DurationS: end.Sub(begin).Seconds(),
-		SignedDuringRun: o.Generator.SignedDuringRun(),
+		SignedDuringRun: o.Generator.SignedDuringRun(), DeliveredInRun: deliveredInRun,
 	}
 	if rep.DurationS > 0 {
 		rep.ThroughputPerS = float64(rep.Accepted) / rep.DurationS

@@ -30,7 +30,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	keep := fs.String("keep", "", "with --local: use and keep this data directory")
 	certDir := fs.String("certs", filepath.Join("var", "certs"), "with --target: the dev PKI directory (partner keys, tls.pem)")
 	rate := fs.Float64("rate", 0, "requests per second on a fixed schedule (0: as fast as answers come back)")
-	conns := fs.Int("connections", 64, "concurrent requests (with --rate: the most in flight)")
+	conns := fs.Int("connections", 128, "concurrent requests (with --rate: the most in flight)")
 	duration := fs.Duration("duration", 0, "how long to send")
 	count := fs.Int("count", 0, "how many requests to send")
 	caseSize := fs.Int("case-size", 20<<10, "approximate size of a case in bytes (materials sized to reach it)")
