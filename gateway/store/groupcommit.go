@@ -68,7 +68,11 @@ func (s *sqlStore) submit(ctx context.Context, queue chan *txJob, fn func(ctx co
 // outcomes) are taken before those of s.jobs, into the next batch: under
 // a load the disk cannot keep up with, new cases then wait for commits
 // longer, rather than the outbox growing without bound while deliveries
-// wait behind them (docs/performance.md, fourth round).
+// wait behind them (docs/performance.md, fourth round). They cannot starve
+// the other jobs: the worker has at most two of them queued per delivery
+// in flight (its claim, its outcome), and its deliveries in flight are
+// bounded by the partners' slots, so each batch takes what is waiting in
+// s.first and fills the rest from s.jobs.
 func (s *sqlStore) committer() {
 	defer s.wg.Done()
 	defer close(s.committed)
