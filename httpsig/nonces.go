@@ -6,6 +6,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/tongban/tongban/certs"
 )
 
 // NonceStore remembers the nonces of verified signatures. Remember records
@@ -33,28 +35,47 @@ var ErrNonceStoreFull = errors.New("httpsig: nonce store full")
 // MemoryNonces is an in-memory NonceStore for one process, bounded in size
 // and in time: it holds at most max nonces, and drops those whose time has
 // passed as it records new ones. It implements NonceChecker.
+//
+// A pair is held as the first 16 bytes of SM3(keyID ‖ 0x00 ‖ nonce) and its
+// expiry in Unix nanoseconds: ~60 bytes an entry with no pointers, so the
+// collector never scans the table. Nonces live for the signature window
+// (300 s), so a store holds rate × 300 s of them: the delivery worker's
+// store of acknowledgement nonces reached its old bound of 100,000 strings
+// after ~100 s at 1,000 deliveries/s, and every acknowledgement after that
+// was refused as if the store were under attack (docs/performance.md).
 type MemoryNonces struct {
 	mu   sync.Mutex
 	max  int
-	seen map[nonceKey]time.Time
+	seen map[nonceKey]int64
 	exp  expiryHeap
 	now  func() time.Time
 }
 
-type nonceKey struct{ keyID, nonce string }
+type nonceKey [16]byte
+
+func keyOf(keyID, nonce string) nonceKey {
+	b := make([]byte, 0, len(keyID)+1+len(nonce))
+	b = append(append(append(b, keyID...), 0), nonce...)
+	sum := certs.SM3(b)
+	return nonceKey(sum[:16])
+}
+
+// DefaultMaxNonces is the bound of NewMemoryNonces(0): the signature
+// window of 300 s at ~3,300 signatures per second, ~60 MB when full.
+const DefaultMaxNonces = 1_000_000
 
 // NewMemoryNonces returns a MemoryNonces holding at most max nonces
-// (100 000 when max ≤ 0).
+// (DefaultMaxNonces when max ≤ 0).
 func NewMemoryNonces(max int) *MemoryNonces {
 	if max <= 0 {
-		max = 100_000
+		max = DefaultMaxNonces
 	}
-	return &MemoryNonces{max: max, seen: map[nonceKey]time.Time{}, now: time.Now}
+	return &MemoryNonces{max: max, seen: map[nonceKey]int64{}, now: time.Now}
 }
 
 // Remember implements NonceStore.
 func (m *MemoryNonces) Remember(_ context.Context, keyID, nonce string, until time.Time) (bool, error) {
-	k := nonceKey{keyID, nonce}
+	k := keyOf(keyID, nonce)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.seen[k]; ok {
@@ -66,23 +87,24 @@ func (m *MemoryNonces) Remember(_ context.Context, keyID, nonce string, until ti
 	// nonces grew to 100,000 entries, ~30 MB, in 9 minutes at 180/s:
 	// docs/performance.md, "Memory"). Only what has expired: an unexpired
 	// nonce forgotten would let its request be replayed.
-	now := m.now()
-	for m.exp.Len() > 0 && m.exp[0].until.Before(now) {
+	now := m.now().UnixNano()
+	for m.exp.Len() > 0 && m.exp[0].until < now {
 		e := heap.Pop(&m.exp).(expiry)
 		delete(m.seen, e.key)
 	}
 	if len(m.seen) >= m.max {
 		return false, ErrNonceStoreFull
 	}
-	m.seen[k] = until
-	heap.Push(&m.exp, expiry{key: k, until: until})
+	m.seen[k] = until.UnixNano()
+	heap.Push(&m.exp, expiry{key: k, until: until.UnixNano()})
 	return true, nil
 }
 
 // Seen implements NonceChecker.
 func (m *MemoryNonces) Seen(_ context.Context, keyID, nonce string) (bool, error) {
+	k := keyOf(keyID, nonce)
 	m.mu.Lock()
-	_, ok := m.seen[nonceKey{keyID, nonce}]
+	_, ok := m.seen[k]
 	m.mu.Unlock()
 	return ok, nil
 }
@@ -96,13 +118,13 @@ func (m *MemoryNonces) Len() int {
 
 type expiry struct {
 	key   nonceKey
-	until time.Time
+	until int64 // Unix nanoseconds
 }
 
 type expiryHeap []expiry
 
 func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].until.Before(h[j].until) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].until < h[j].until }
 func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
 func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiry)) }
 func (h *expiryHeap) Pop() any {

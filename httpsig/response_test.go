@@ -389,3 +389,32 @@ func TestMiddlewareConfiguration(t *testing.T) {
 		t.Errorf("OnError got %v, wrote %d", got, rec.Code)
 	}
 }
+
+// TestMemoryNoncesDefaultHoldsAWindowAtLoad: the default store holds the
+// nonces of a 300 s window at well over 1,000 signatures per second (the
+// old bound of 100,000 refused every acknowledgement after ~100 s at
+// 1,000 deliveries/s), and pairs that differ only in where the key id
+// ends and the nonce begins are different pairs.
+func TestMemoryNoncesDefaultHoldsAWindowAtLoad(t *testing.T) {
+	ctx := context.Background()
+	now := time.Unix(1_800_000_000, 0)
+	m := NewMemoryNonces(0)
+	m.now = func() time.Time { return now }
+	const n = 300 * 1200 // the window at 1,200/s
+	for i := range n {
+		if fresh, err := m.Remember(ctx, "9f2c0e1", fmt.Sprintf("nonce-%08d", i), now.Add(300*time.Second)); !fresh || err != nil {
+			t.Fatalf("nonce %d of a window: fresh %v, %v", i, fresh, err)
+		}
+	}
+	if fresh, _ := m.Remember(ctx, "9f2c0e1", "nonce-00000007", now.Add(300*time.Second)); fresh {
+		t.Error("a nonce of the window was forgotten")
+	}
+	for _, p := range [][2]string{{"ab", "c"}, {"a", "bc"}, {"abc", ""}} {
+		if fresh, err := m.Remember(ctx, p[0], p[1], now.Add(time.Second)); !fresh || err != nil {
+			t.Errorf("(%q, %q): fresh %v, %v", p[0], p[1], fresh, err)
+		}
+	}
+	if m.Len() != n+3 {
+		t.Errorf("holds %d, want %d", m.Len(), n+3)
+	}
+}
