@@ -21,8 +21,8 @@ func TestGCPolicy(t *testing.T) {
 		percent          int
 		limit            int64
 	}{
-		{"unset", nil, "400", "256MiB", defaultGCPercent, defaultMemoryLimit},
-		{"GOGC set", map[string]string{"GOGC": "150"}, "150", "256MiB", 100, defaultMemoryLimit},
+		{"unset", nil, "400", "200MiB", defaultGCPercent, defaultMemoryLimit},
+		{"GOGC set", map[string]string{"GOGC": "150"}, "150", "200MiB", 100, defaultMemoryLimit},
 		{"GOMEMLIMIT set", map[string]string{"GOMEMLIMIT": "1GiB"}, "400", "1GiB", defaultGCPercent, math.MaxInt64},
 		{"both set", map[string]string{"GOGC": "off", "GOMEMLIMIT": "off"}, "off", "off", 100, math.MaxInt64},
 	}
