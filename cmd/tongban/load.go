@@ -164,21 +164,13 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return fmt.Sprintf("gateway RSS %d MiB", rss>>20)
 		}
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return fail(stderr, "%v", err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fail(stderr, "%v", err)
-		}
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return fail(stderr, "%v", err)
 	}
 	say("load: %s", describe(*rate, *conns, *duration, *count))
 	rep, err := load.Run(ctx, opts)
-	if *cpuProfile != "" {
-		pprof.StopCPUProfile()
-	}
+	stopProfile()
 	if err != nil {
 		return fail(stderr, "%v", err)
 	}

@@ -23,17 +23,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return fail(stderr, "%v", err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fail(stderr, "cpu profile: %v", err)
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return fail(stderr, "%v", err)
 	}
+	defer stopProfile()
 	cfg, err := gateway.LoadConfig(*config)
 	if err != nil {
 		return fail(stderr, "%v", err)
@@ -74,4 +68,24 @@ func serve(ctx context.Context, cfg *gateway.Config, stdout, stderr io.Writer, r
 		return fail(stderr, "%v", err)
 	}
 	return 0
+}
+
+// startCPUProfile writes a CPU profile of this process to path until stop
+// is called; with an empty path it does nothing.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

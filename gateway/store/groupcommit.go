@@ -78,10 +78,8 @@ func (s *sqlStore) committer() {
 	defer close(s.committed)
 	batch := make([]*txJob, 0, s.maxBatch)
 	for {
-		var j *txJob
-		select {
-		case j = <-s.first:
-		default:
+		j := s.waiting()
+		if j == nil {
 			select {
 			case <-s.stop:
 				for _, q := range []chan *txJob{s.first, s.jobs} {
@@ -101,24 +99,30 @@ func (s *sqlStore) committer() {
 			}
 		}
 		batch = append(batch[:0], j)
-	more:
 		for len(batch) < s.maxBatch {
-			select {
-			case j := <-s.first:
-				batch = append(batch, j)
-				continue
-			default:
+			j := s.waiting()
+			if j == nil {
+				break
 			}
-			select {
-			case j := <-s.first:
-				batch = append(batch, j)
-			case j := <-s.jobs:
-				batch = append(batch, j)
-			default:
-				break more
-			}
+			batch = append(batch, j)
 		}
 		s.runBatch(batch)
+	}
+}
+
+// waiting takes a job already queued, one of s.first before any of s.jobs;
+// nil when both are empty.
+func (s *sqlStore) waiting() *txJob {
+	select {
+	case j := <-s.first:
+		return j
+	default:
+	}
+	select {
+	case j := <-s.jobs:
+		return j
+	default:
+		return nil
 	}
 }
 
