@@ -89,7 +89,7 @@ func (w *floorWork) sign() error {
 }
 
 func (w *floorWork) decide(ctx context.Context) error {
-	d, err := w.engine.Decide(ctx, w.in)
+	d, err := w.engine.Evaluate(ctx, w.in)
 	if err == nil && !d.Allow {
 		err = fmt.Errorf("load: the floor's decision input is denied: %v", d.ReasonCodes())
 	}

@@ -10,13 +10,13 @@ import (
 func benchDecide(b *testing.B, e *Engine, in Input) {
 	b.Helper()
 	ctx := context.Background()
-	if d, err := e.Decide(ctx, in); err != nil || !d.Allow {
+	if d, err := e.Evaluate(ctx, in); err != nil || !d.Allow {
 		b.Fatalf("decision %+v, %v", d, err)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := e.Decide(ctx, in); err != nil {
+		if _, err := e.Evaluate(ctx, in); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -25,12 +25,28 @@ func benchDecide(b *testing.B, e *Engine, in Input) {
 var benchInput = Input{From: nanhai, To: liwan, BasicCode: "000105001000", ApplicantKind: "ENTERPRISE", Channel: "COUNTER",
 	Materials: []string{"M001", "M002", "M003", "M004"}, Time: at("2026-11-27T09:45:00+08:00")}
 
-// BenchmarkDecidePilot decides on the 8-item pilot catalog.
+// BenchmarkDecidePilot evaluates a decision on the 8-item pilot catalog.
 func BenchmarkDecidePilot(b *testing.B) {
 	benchDecide(b, pilot(b), benchInput)
 }
 
-// BenchmarkDecide20000 decides on a catalog of 20,000 items: the cost must
+// BenchmarkDecideRemembered is a decision of the pilot answered from its
+// cache (the same input on the same day), against BenchmarkDecidePilot.
+func BenchmarkDecideRemembered(b *testing.B) {
+	e := pilot(b)
+	ctx := context.Background()
+	if d, err := e.Decide(ctx, benchInput); err != nil || !d.Allow {
+		b.Fatalf("decision %+v, %v", d, err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := e.Decide(ctx, benchInput); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecide20000 evaluates on a catalog of 20,000 items: the cost must
 // be that of the pilot, since the catalog is looked up by key.
 func BenchmarkDecide20000(b *testing.B) {
 	e := compileLarge(b, 20000)

@@ -7,7 +7,8 @@
 // bundle embedded in the binary, [Pilot]), computes its revision, validates it
 // the way an administrator's draft must be validated before activation
 // ([Bundle.Validate]), compiles it once ([Compile]) and evaluates the decision
-// ([Engine.Decide]). A [Switch] holds the active engine so that a new policy
+// ([Engine.Decide]; a bundle that declares its decision day-granular,
+// [TimeGranularityKey], has its decisions remembered per input and day). A [Switch] holds the active engine so that a new policy
 // takes effect atomically for the next request.
 //
 // Policy is data and Rego, never Go: nothing here knows what an item is

@@ -62,6 +62,9 @@ type Engine struct {
 	query    rego.PreparedEvalQuery
 	catalog  *Catalog
 	revision string
+	// cache is nil unless the bundle declares its decision day-granular
+	// (TimeGranularityKey).
+	cache *decisionCache
 }
 
 // built is a bundle parsed and compiled, before the query is prepared.
@@ -214,8 +217,16 @@ func Compile(ctx context.Context, b *Bundle) (*Engine, error) {
 	if err != nil {
 		return nil, &CompileError{Problems: problemsOf("", err)}
 	}
-	return &Engine{bundle: b, query: pq, catalog: catalog, revision: b.Revision()}, nil
+	e := &Engine{bundle: b, query: pq, catalog: catalog, revision: b.Revision()}
+	if dayGranular(bt.compiler) {
+		e.cache = &decisionCache{}
+	}
+	return e, nil
 }
+
+// Cached reports whether the engine remembers its decisions: its bundle
+// declares decision_time_granularity: day ([TimeGranularityKey]).
+func (e *Engine) Cached() bool { return e.cache != nil }
 
 // Revision is the revision of the engine's bundle.
 func (e *Engine) Revision() string { return e.revision }
@@ -227,9 +238,28 @@ func (e *Engine) Bundle() *Bundle { return e.bundle }
 // must not modify it.
 func (e *Engine) Catalog() *Catalog { return e.catalog }
 
-// Decide evaluates the decision for one input. Decision.Revision is left
-// empty; see [Decision].
+// Decide is the decision for one input. Decision.Revision is left empty;
+// see [Decision]. When the bundle declares its decision day-granular, an
+// input already decided on the same day (+08:00) by this engine is answered
+// from memory, without evaluation; otherwise it is [Engine.Evaluate].
 func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
+	if e.cache == nil {
+		return e.Evaluate(ctx, in)
+	}
+	key := cacheKey(in)
+	if d, ok := e.cache.get(key); ok {
+		return d, nil
+	}
+	d, err := e.Evaluate(ctx, in)
+	if err != nil {
+		return d, err
+	}
+	e.cache.put(key, d)
+	return d, nil
+}
+
+// Evaluate evaluates the decision for one input, always.
+func (e *Engine) Evaluate(ctx context.Context, in Input) (Decision, error) {
 	rs, err := e.query.Eval(ctx, rego.EvalParsedInput(in.Value()))
 	if err != nil {
 		return Decision{}, fmt.Errorf("policies: evaluating decision: %w", err)

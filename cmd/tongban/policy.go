@@ -71,7 +71,7 @@ func policyEval(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if err != nil {
 		return fail(stderr, "%v", err)
 	}
-	d, err := engine.Decide(ctx, in)
+	d, err := engine.Evaluate(ctx, in)
 	if err != nil {
 		return fail(stderr, "%v", err)
 	}

@@ -5,6 +5,12 @@
 #   mode, and what is missing. The rules and their order are those of
 #   contracts/catalog.md. The catalog is looked up by the item's basic code,
 #   never iterated, so a decision costs the same for any catalog size.
+#   input.time is used only to compare with the catalog's effective dates,
+#   whole days at 00:00 +08:00, so the decision is the same all day long:
+#   the gateway may remember it for the day (decision_time_granularity).
+#   A rule that looks at the hour must remove that declaration.
+# custom:
+#   decision_time_granularity: day
 package tongban.crossdistrict
 
 import data.tongban.catalog
