@@ -172,14 +172,18 @@ func (s *service) Submit(ctx context.Context, req Request) (_ *Receipt, err erro
 	if err != nil {
 		return nil, asError(err)
 	}
-	if prev, err := s.store.FindExchangeOf(ctx, from.Division, c.CaseNo); err == nil && prev.From == from.Division && prev.SourceCaseNo == c.CaseNo {
-		return s.replay(prev.RequestDigest, req.Signed.Digest, prev.Receipt)
-	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return nil, internal(err)
-	}
-
 	t, err := TranslateCase(ctx, s.policy.Load(), s.partners, from, c)
 	if err != nil {
+		// A resubmission of an accepted case is answered with its receipt
+		// even when the policy would now refuse it. A case the policy
+		// accepts needs no lookup: its insert finds the earlier one.
+		prev, ferr := s.store.FindExchangeOf(ctx, from.Division, c.CaseNo)
+		switch {
+		case ferr == nil && prev.From == from.Division && prev.SourceCaseNo == c.CaseNo:
+			return s.replay(prev.RequestDigest, req.Signed.Digest, prev.Receipt)
+		case ferr != nil && !errors.Is(ferr, store.ErrNotFound):
+			return nil, internal(ferr)
+		}
 		return nil, err
 	}
 	in, d, to, translated := t.Input, t.Decision, t.To, t.Record

@@ -14,6 +14,7 @@ import (
 	"github.com/tongban/tongban/adapters"
 	"github.com/tongban/tongban/certs"
 	"github.com/tongban/tongban/gateway"
+	"github.com/tongban/tongban/policies"
 	"github.com/tongban/tongban/sim"
 )
 
@@ -386,6 +387,43 @@ func TestResubmission(t *testing.T) {
 	}
 	if len(e.nanhai.Received()) != 1 || len(e.liwan.Received()) != 1 {
 		t.Errorf("deliveries: Nanhai %d, Liwan %d, want one each", len(e.nanhai.Received()), len(e.liwan.Received()))
+	}
+}
+
+// TestResubmissionAfterPolicyChange: once a case is accepted, sending it
+// again is answered with its receipt even after a policy that would refuse
+// it is activated (no decision is taken again, nothing logged), and other
+// content under its number is still 409 duplicate_conflict, not 403.
+func TestResubmissionAfterPolicyChange(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	files := policies.Pilot().Files()
+	files[policies.CatalogPath] = bytes.ReplaceAll(files[policies.CatalogPath], []byte(`"cross_district": true`), []byte(`"cross_district": false`))
+	b, err := policies.BundleFromFiles(files)
+	mustOK(t, err)
+	closed, err := policies.Compile(ctx, b)
+	mustOK(t, err)
+	for _, name := range []string{"nanhai-llc-setup", "liwan-physician"} {
+		f := loadFixtures(t)[name]
+		p := e.sim(f.Exp.From)
+		first, err := p.SendCase(ctx, e.url, f.Input)
+		send(t, name, first, err, http.StatusAccepted)
+		open := e.srv.Policy.Activate(closed)
+		before := e.logSize(t)
+		again, err := p.SendCase(ctx, e.url, f.Input)
+		send(t, name+" again, policy closed", again, err, http.StatusOK)
+		if !bytes.Equal(again.Body, first.Body) {
+			t.Errorf("%s: receipt\n%s\nwant\n%s", name, again.Body, first.Body)
+		}
+		if es := requestEntries(t, e, before); len(es) != 0 {
+			t.Errorf("%s: a resubmission wrote %d entries", name, len(es))
+		}
+		changed := variant(t, f, func(c *adapters.Case) { c.ReceivedBy.Clerk = "另一人" })
+		resp, err := p.SendCase(ctx, e.url, changed)
+		mustOK(t, err)
+		checkProblem(t, &answer{resp.Status, http.Header{"Content-Type": {resp.ContentType}}, resp.Body}, http.StatusConflict, gateway.CodeDuplicateConflict, "/v1/exchanges")
+		e.srv.Policy.Activate(open)
 	}
 }
 
