@@ -172,6 +172,7 @@ func NewServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*Server, 
 	limitedVec := stdprom.NewCounterVec(stdprom.CounterOpts{Namespace: "tongban", Name: "rate_limited_total", Help: "Partner requests refused by the rate or concurrency limit."}, []string{"division", "limit"})
 	unauthVec := stdprom.NewCounterVec(stdprom.CounterOpts{Namespace: "tongban", Name: "unauthenticated_refusals_total", Help: "Requests refused before their signature verified, by problem code."}, []string{"code"})
 	s.Metrics.MustRegister(requestsVec, latencyVec, limitedVec, unauthVec)
+	s.Metrics.MustRegister(s.decisionCounter("remembered"), s.decisionCounter("evaluated"))
 	requests, latency := kitprom.NewCounter(requestsVec), kitprom.NewHistogram(latencyVec)
 	limits := map[string]LimitsConfig{}
 	for _, pc := range cfg.Partners {
@@ -309,6 +310,24 @@ func (s *Server) deliveryPartners() []delivery.Partner {
 		out = append(out, delivery.Partner{Division: div, Endpoint: p.Endpoint, Codec: p.Codec})
 	}
 	return out
+}
+
+// decisionCounter exposes the active policy engine's decisions at /metrics
+// as tongban_policy_decisions_total{source="remembered"|"evaluated"}. The
+// counts are the engine's: they start again from zero when another policy
+// is activated, which Prometheus reads as a counter reset.
+func (s *Server) decisionCounter(source string) stdprom.Collector {
+	return stdprom.NewCounterFunc(stdprom.CounterOpts{
+		Namespace: "tongban", Name: "policy_decisions_total",
+		Help:        "Policy decisions of the active policy revision, remembered for the day or evaluated.",
+		ConstLabels: stdprom.Labels{"source": source},
+	}, func() float64 {
+		remembered, evaluated := s.Policy.Load().DecideCounts()
+		if source == "remembered" {
+			return float64(remembered)
+		}
+		return float64(evaluated)
+	})
 }
 
 // storeNonces keeps the signature nonces in the store, so a request replayed

@@ -427,6 +427,30 @@ func TestResubmissionAfterPolicyChange(t *testing.T) {
 	}
 }
 
+// TestDecisionMetrics: a second case with the same policy input on the
+// same day is decided from memory (the pilot declares its decision
+// day-granular), and /metrics counts both kinds of decision.
+func TestDecisionMetrics(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	f := loadFixtures(t)["liwan-physician"]
+	resp, err := e.liwan.SendCase(ctx, e.url, f.Input)
+	send(t, "first", resp, err, http.StatusAccepted)
+	second := variant(t, f, func(c *adapters.Case) { c.CaseNo = c.CaseNo[:len(c.CaseNo)-4] + "0777" })
+	resp, err = e.liwan.SendCase(ctx, e.url, second)
+	send(t, "second", resp, err, http.StatusAccepted)
+	a := e.do(t, e.request(t, http.MethodGet, "/metrics", ""))
+	for _, want := range []string{
+		`tongban_policy_decisions_total{source="evaluated"} 1`,
+		`tongban_policy_decisions_total{source="remembered"} 1`,
+	} {
+		if !strings.Contains(string(a.Body), want) {
+			t.Errorf("/metrics has no %s:\n%s", want, grepLines(string(a.Body), "policy_decisions"))
+		}
+	}
+}
+
 // TestOperations: /healthz, /readyz and /metrics answer without a
 // signature and reveal nothing about cases.
 func TestOperations(t *testing.T) {

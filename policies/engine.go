@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -65,6 +66,8 @@ type Engine struct {
 	// cache is nil unless the bundle declares its decision day-granular
 	// (TimeGranularityKey).
 	cache *decisionCache
+	// Decisions answered by Decide, from the cache and by evaluation.
+	remembered, evaluated atomic.Uint64
 }
 
 // built is a bundle parsed and compiled, before the query is prepared.
@@ -244,18 +247,27 @@ func (e *Engine) Catalog() *Catalog { return e.catalog }
 // from memory, without evaluation; otherwise it is [Engine.Evaluate].
 func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
 	if e.cache == nil {
+		e.evaluated.Add(1)
 		return e.Evaluate(ctx, in)
 	}
 	key := cacheKey(in)
 	if d, ok := e.cache.get(key); ok {
+		e.remembered.Add(1)
 		return d, nil
 	}
+	e.evaluated.Add(1)
 	d, err := e.Evaluate(ctx, in)
 	if err != nil {
 		return d, err
 	}
 	e.cache.put(key, d)
 	return d, nil
+}
+
+// DecideCounts is how many decisions Decide has answered on this engine
+// since it was compiled: remembered from the cache, and evaluated.
+func (e *Engine) DecideCounts() (remembered, evaluated uint64) {
+	return e.remembered.Load(), e.evaluated.Load()
 }
 
 // Evaluate evaluates the decision for one input, always.
