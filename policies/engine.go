@@ -221,7 +221,7 @@ func Compile(ctx context.Context, b *Bundle) (*Engine, error) {
 		return nil, &CompileError{Problems: problemsOf("", err)}
 	}
 	e := &Engine{bundle: b, query: pq, catalog: catalog, revision: b.Revision()}
-	if dayGranular(bt.compiler) {
+	if declared, _ := dayGranular(bt.compiler); declared {
 		e.cache = &decisionCache{}
 	}
 	return e, nil

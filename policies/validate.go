@@ -67,7 +67,9 @@ type Report struct {
 // and compiles in strict mode and has the decision rule; module packages and
 // data lie under the manifest's roots; its Rego tests run, at least one and
 // none failing; and the catalog satisfies [CatalogSchema] and refers only to
-// departments, codes and promised days it defines. Problems go into the
+// departments, codes and promised days it defines; a bundle that declares
+// its decision day-granular ([TimeGranularityKey]) must decide the same at
+// 00:00, 12:00 and 23:59:59.999999999 of a day. Problems go into the
 // report; the error is for a cancelled context.
 func (b *Bundle) Validate(ctx context.Context) (*Report, error) {
 	r := &Report{Revision: b.Revision(), Problems: []Problem{}}
@@ -84,6 +86,10 @@ func (b *Bundle) Validate(ctx context.Context) (*Report, error) {
 			return nil, err
 		}
 		r.Tests = tests
+		r.Problems = append(r.Problems, problems...)
+		if problems, err = b.checkDayGranular(ctx, bt); err != nil {
+			return nil, err
+		}
 		r.Problems = append(r.Problems, problems...)
 	}
 	problems, err := b.checkCatalog(ctx)

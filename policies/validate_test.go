@@ -143,6 +143,9 @@ func TestValidateRefuses(t *testing.T) {
 			CatalogPath, 0, []string{"item 000114001000", "no code for division 440103"}},
 		{"cross-district item without modes", map[string]string{CatalogPath: catalogWith(t, `"modes": ["JOINT"]`, `"modes": []`)},
 			CatalogPath, 0, []string{"item 000131005000", "modes"}},
+		{"hour rule under the day declaration", map[string]string{"tongban/crossdistrict.rego": string(must(Pilot().File("tongban/crossdistrict.rego"))) +
+			"\n# Before 10:00 UTC every case misses a material.\nfailed contains \"materials_missing\" if time.clock(received_ns)[0] < 10\n"},
+			"tongban/crossdistrict.rego", 1, []string{"decision_time_granularity: day is declared", "differs from the one at"}},
 		{"unknown field", map[string]string{CatalogPath: catalogWith(t, `"name": "户口迁移",`, `"name": "户口迁移", "nmae": "x",`)},
 			CatalogPath, 0, []string{"item 000102003000", "nmae"}},
 	}
