@@ -502,7 +502,8 @@ func logAppend(e exchangelog.Entry, now time.Time) (store.LogAppend, error) {
 	if err != nil {
 		return store.LogAppend{}, err
 	}
-	return store.LogAppend{Kind: exchangelog.Kind(e), Exchange: e.ExchangeID(), Time: now, Bytes: b, LeafHash: exchangelog.LeafHash(b)}, nil
+	return store.LogAppend{Kind: exchangelog.Kind(e), Exchange: e.ExchangeID(), Time: now, Bytes: b,
+		LeafHash: exchangelog.LeafHash(b), HasDecision: exchangelog.HasDecision(e)}, nil
 }
 
 func receiptBytes(rc *Receipt) func(store.LogPosition) ([]byte, error) {

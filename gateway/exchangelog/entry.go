@@ -221,6 +221,19 @@ func (e *KeyRotatedEntry) ExchangeID() string { return "" }
 // Kind returns the entry's kind.
 func Kind(e Entry) string { return e.kind() }
 
+// HasDecision reports whether the entry, once marshalled, carries a
+// top-level policy_input: every exchange entry, and a denied entry of a
+// policy denial. The store indexes these for policy simulations.
+func HasDecision(e Entry) bool {
+	switch e := e.(type) {
+	case *ExchangeEntry:
+		return true
+	case *DeniedEntry:
+		return len(e.PolicyInput) > 0
+	}
+	return false
+}
+
 // Marshal serializes an entry once, as compact JSON with the fields in a
 // fixed order, no HTML escaping and no trailing newline. It sets the entry's
 // V and Kind and writes its Time in +08:00. The result is what the store

@@ -172,3 +172,42 @@ func TestParseEntryRefusesWrongFieldSets(t *testing.T) {
 		t.Fatal("table broken")
 	}
 }
+
+// TestHasDecision: HasDecision is true exactly for the entries whose
+// marshalled JSON has a top-level policy_input, over every kind the
+// fixture logs (both denials among them).
+func TestHasDecision(t *testing.T) {
+	f := newFixture(t)
+	f.build(8, 8)
+	size, err := f.store.LogSize(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := f.store.Entries(f.ctx, 0, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]bool{}
+	with := 0
+	for _, se := range es {
+		e, err := ParseEntry(se.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var top map[string]json.RawMessage
+		if err := json.Unmarshal(se.Bytes, &top); err != nil {
+			t.Fatal(err)
+		}
+		_, want := top["policy_input"]
+		if got := HasDecision(e); got != want {
+			t.Errorf("entry %d (%s): HasDecision %v, policy_input present %v", se.Index, Kind(e), got, want)
+		}
+		kinds[Kind(e)] = true
+		if want {
+			with++
+		}
+	}
+	if len(kinds) < 9 || with == 0 || with == len(es) {
+		t.Fatalf("the fixture logged %d kinds, %d of %d entries with a decision", len(kinds), with, len(es))
+	}
+}

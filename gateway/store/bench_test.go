@@ -74,7 +74,7 @@ func benchCreate(b *testing.B, s store.Store, workers int) {
 				id := fmt.Sprintf("bench-%d-%d", runtime.NumGoroutine(), n)
 				body := []byte(fmt.Sprintf(`{"v":1,"kind":"exchange","exchange":%q,"policy_input":{}}`, id))
 				ex := &store.Exchange{ID: id, From: "440605", To: "440103", SourceCaseNo: id, Request: payload, Translated: payload}
-				e := store.LogAppend{Kind: "exchange", Exchange: id, Time: time.Now(), Bytes: body, LeafHash: sha256.Sum256(body)}
+				e := store.LogAppend{Kind: "exchange", Exchange: id, Time: time.Now(), Bytes: body, LeafHash: sha256.Sum256(body), HasDecision: true}
 				if _, err := s.CreateExchange(ctx, ex, e, func(p store.LogPosition) ([]byte, error) { return []byte("receipt"), nil }); err != nil {
 					b.Error(err)
 				}

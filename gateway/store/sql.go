@@ -115,20 +115,6 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// hasDecision tells whether an entry carries a policy decision: an exchange
-// or denied entry with a top-level policy_input (exchange-log.md).
-func hasDecision(e LogAppend) bool {
-	if e.Kind != "exchange" && e.Kind != "denied" {
-		return false
-	}
-	var top map[string]json.RawMessage
-	if json.Unmarshal(e.Bytes, &top) != nil {
-		return false
-	}
-	_, ok := top["policy_input"]
-	return ok
-}
-
 var (
 	qNextIndex   = newQuery("UPDATE log_head SET size = size + 1 WHERE id = 0 RETURNING size")
 	qInsertEntry = newQuery(`INSERT INTO log_entries (idx, time_ns, kind, exchange_id, bytes, leaf_hash, has_decision)
@@ -148,7 +134,7 @@ func (s *sqlStore) appendEntry(ctx context.Context, tx *sql.Tx, e LogAppend) (Lo
 		t = s.now()
 	}
 	dec := 0
-	if hasDecision(e) {
+	if e.HasDecision {
 		dec = 1
 	}
 	if _, err := s.txExec(ctx, tx, qInsertEntry, idx, ns(t), e.Kind, e.Exchange, nonNil(e.Bytes), e.LeafHash[:], dec); err != nil {

@@ -54,6 +54,11 @@ type LogAppend struct {
 	Time     time.Time
 	Bytes    []byte   // the entry exactly as serialized once
 	LeafHash [32]byte // SM3(0x00 ‖ Bytes)
+	// HasDecision: Bytes carries a top-level policy_input (an exchange, or
+	// a policy denial; exchange-log.md), which simulations read back. Set
+	// by whoever serialized the entry, like LeafHash, so that the store's
+	// committer does not parse every entry again.
+	HasDecision bool
 }
 
 // LogPosition is where an appended entry landed.

@@ -111,7 +111,9 @@ func entry(kind, exchange string, extra map[string]any) store.LogAppend {
 	if err != nil {
 		panic(err)
 	}
-	return store.LogAppend{Kind: kind, Exchange: exchange, Time: time.Date(2026, 11, 2, 10, 0, 0, 123456789, time.FixedZone("CST", 8*3600)), Bytes: b, LeafHash: leaf(b)}
+	_, decision := extra["policy_input"]
+	return store.LogAppend{Kind: kind, Exchange: exchange, Time: time.Date(2026, 11, 2, 10, 0, 0, 123456789, time.FixedZone("CST", 8*3600)), Bytes: b, LeafHash: leaf(b),
+		HasDecision: decision && (kind == "exchange" || kind == "denied")}
 }
 
 func leaf(b []byte) [32]byte { return sha256.Sum256(append([]byte{0}, b...)) }
