@@ -361,8 +361,9 @@ func isHexDigest(s string) bool {
 }
 
 func checkObject(name string, raw json.RawMessage) error {
-	var m map[string]json.RawMessage
-	if len(raw) == 0 || json.Unmarshal(raw, &m) != nil || m == nil {
+	// Valid JSON whose first token is '{' is an object: scanned, not
+	// decoded into a map (it is checked for every entry marshalled).
+	if t := bytes.TrimLeft(raw, " \t\r\n"); len(t) == 0 || t[0] != '{' || !json.Valid(raw) {
 		return fmt.Errorf("%s is not a JSON object", name)
 	}
 	return nil

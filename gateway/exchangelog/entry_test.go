@@ -211,3 +211,16 @@ func TestHasDecision(t *testing.T) {
 		t.Fatalf("the fixture logged %d kinds, %d of %d entries with a decision", len(kinds), with, len(es))
 	}
 }
+
+// TestCheckObject: only valid JSON objects pass.
+func TestCheckObject(t *testing.T) {
+	for raw, ok := range map[string]bool{
+		`{}`: true, `{"a":1}`: true, " \n{\"a\":[1,{\"b\":null}]}\t": true,
+		``: false, `null`: false, `[]`: false, `"{}"`: false, `1`: false, `{`: false,
+		`{}x`: false, `{"a":}`: false, `{"a":1}{}`: false, ` `: false,
+	} {
+		if err := checkObject("x", json.RawMessage(raw)); (err == nil) != ok {
+			t.Errorf("checkObject(%q) = %v, want ok %v", raw, err, ok)
+		}
+	}
+}
