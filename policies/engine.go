@@ -56,7 +56,8 @@ func (e *CompileError) Error() string {
 // Unwrap makes errors.Is(err, ErrCompile) hold.
 func (e *CompileError) Unwrap() error { return ErrCompile }
 
-// Engine is a compiled bundle, ready to decide. It is immutable and safe for
+// Engine is a compiled bundle, ready to decide. Its bundle, query and catalog
+// never change (only its decision cache and counters do); it is safe for
 // concurrent use.
 type Engine struct {
 	bundle   *Bundle
