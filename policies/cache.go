@@ -75,16 +75,9 @@ func (b *Bundle) checkDayGranular(ctx context.Context, bt *built) ([]Problem, er
 	if !declared {
 		return nil, nil
 	}
-	e, err := Compile(ctx, b)
+	e, err := prepare(ctx, b, bt)
 	if err != nil {
 		return nil, nil // the compile problems are reported already
-	}
-	problem := func(format string, args ...any) []Problem {
-		p := Problem{Message: TimeGranularityKey + ": day is declared, but " + fmt.Sprintf(format, args...)}
-		if loc != nil {
-			p.File, p.Line = loc.File, loc.Row
-		}
-		return []Problem{p}
 	}
 	today := time.Now().In(chinaTime)
 	codes := slices.Sorted(maps.Keys(e.catalog.Items))
@@ -92,53 +85,68 @@ func (b *Bundle) checkDayGranular(ctx context.Context, bt *built) ([]Problem, er
 		codes = codes[:maxGranularityItems]
 	}
 	for _, code := range codes {
-		item := e.catalog.Items[code]
-		days := []time.Time{today, today.AddDate(0, 0, 1)}
-		for _, s := range []*string{item.EffectiveFrom, item.EffectiveUntil} {
-			if s == nil {
-				continue
+		for _, in := range dayStartInputs(code, e.catalog.Items[code], today) {
+			first, ferr := e.Evaluate(ctx, in)
+			if err := ctx.Err(); err != nil {
+				return nil, err
 			}
-			if d, err := time.ParseInLocation(time.DateOnly, *s, chinaTime); err == nil {
-				days = append(days, d, d.AddDate(0, 0, -1))
-			}
-		}
-		materials := slices.Sorted(maps.Keys(item.RequiredMaterials))
-		directions := item.Directions
-		if len(directions) == 0 {
-			directions = [][]string{{"", ""}}
-		}
-		kinds := item.ApplicantKinds
-		if len(kinds) == 0 {
-			kinds = []string{""}
-		}
-		for _, dir := range directions {
-			if len(dir) != 2 {
-				continue
-			}
-			for _, kind := range kinds {
-				for _, channel := range []string{"COUNTER", "ONLINE", "POST"} {
-					for _, day := range days {
-						y, m, d := day.Date()
-						start := time.Date(y, m, d, 0, 0, 0, 0, chinaTime)
-						in := Input{From: dir[0], To: dir[1], BasicCode: code, ApplicantKind: kind, Channel: channel, Materials: materials, Time: start}
-						first, err := e.Evaluate(ctx, in)
-						if err := ctx.Err(); err != nil {
-							return nil, err
-						}
-						for _, at := range []time.Time{start.Add(12 * time.Hour), start.AddDate(0, 0, 1).Add(-time.Nanosecond)} {
-							in.Time = at
-							other, err2 := e.Evaluate(ctx, in)
-							if (err == nil) != (err2 == nil) || !reflect.DeepEqual(first, other) {
-								return problem("the decision for item %s (%s→%s, %s, %s) at %s differs from the one at %s",
-									code, dir[0], dir[1], kind, channel, start.Format(time.RFC3339), at.Format(time.RFC3339Nano)), nil
-							}
-						}
+			start := in.Time
+			for _, at := range []time.Time{start.Add(12 * time.Hour), start.AddDate(0, 0, 1).Add(-time.Nanosecond)} {
+				in.Time = at
+				other, oerr := e.Evaluate(ctx, in)
+				if (ferr == nil) != (oerr == nil) || !reflect.DeepEqual(first, other) {
+					p := Problem{Message: fmt.Sprintf("%s: day is declared, but the decision for item %s (%s→%s, %s, %s) at %s differs from the one at %s",
+						TimeGranularityKey, code, in.From, in.To, in.ApplicantKind, in.Channel, start.Format(time.RFC3339), at.Format(time.RFC3339Nano))}
+					if loc != nil {
+						p.File, p.Line = loc.File, loc.Row
 					}
+					return []Problem{p}, nil
 				}
 			}
 		}
 	}
 	return nil, nil
+}
+
+// dayStartInputs are the inputs checkDayGranular tries for one item, at
+// 00:00 (+08:00) of each day it tries: every enabled direction, applicant
+// kind and channel, with the required materials, on today, tomorrow and
+// the days on either side of the item's effective dates.
+func dayStartInputs(code string, item Item, today time.Time) []Input {
+	days := []time.Time{today, today.AddDate(0, 0, 1)}
+	for _, s := range []*string{item.EffectiveFrom, item.EffectiveUntil} {
+		if s == nil {
+			continue
+		}
+		if d, err := time.ParseInLocation(time.DateOnly, *s, chinaTime); err == nil {
+			days = append(days, d, d.AddDate(0, 0, -1))
+		}
+	}
+	materials := slices.Sorted(maps.Keys(item.RequiredMaterials))
+	directions := item.Directions
+	if len(directions) == 0 {
+		directions = [][]string{{"", ""}}
+	}
+	kinds := item.ApplicantKinds
+	if len(kinds) == 0 {
+		kinds = []string{""}
+	}
+	var out []Input
+	for _, dir := range directions {
+		if len(dir) != 2 {
+			continue
+		}
+		for _, kind := range kinds {
+			for _, channel := range []string{"COUNTER", "ONLINE", "POST"} {
+				for _, day := range days {
+					y, m, d := day.Date()
+					out = append(out, Input{From: dir[0], To: dir[1], BasicCode: code, ApplicantKind: kind, Channel: channel,
+						Materials: materials, Time: time.Date(y, m, d, 0, 0, 0, 0, chinaTime)})
+				}
+			}
+		}
+	}
+	return out
 }
 
 // cacheKey is the input with its time reduced to the day in +08:00. Every

@@ -204,6 +204,12 @@ func Compile(ctx context.Context, b *Bundle) (*Engine, error) {
 	if len(problems) > 0 {
 		return nil, &CompileError{Problems: problems}
 	}
+	return prepare(ctx, b, bt)
+}
+
+// prepare makes the engine of a bundle already built: its catalog, and the
+// decision query prepared once.
+func prepare(ctx context.Context, b *Bundle, bt *built) (*Engine, error) {
 	if len(bt.compiler.GetRulesExact(decisionRef)) == 0 {
 		return nil, &CompileError{Problems: []Problem{{Message: "no rule " + DecisionQuery}}}
 	}
