@@ -38,8 +38,9 @@ var ErrNonceStoreFull = errors.New("httpsig: nonce store full")
 //
 // A pair is held as the first 16 bytes of SM3(keyID ‖ 0x00 ‖ nonce), in a
 // set and, with its expiry in Unix nanoseconds, in a heap by expiry: ~50
-// bytes an entry with no pointers, so the collector never scans either. Nonces live for the signature window
-// (300 s), so a store holds rate × 300 s of them: the delivery worker's
+// bytes an entry with no pointers, so the collector never scans either.
+// Nonces live for the signature window (300 s), so a store holds rate ×
+// 300 s of them: the delivery worker's
 // store of acknowledgement nonces reached its old bound of 100,000 strings
 // after ~100 s at 1,000 deliveries/s, and every acknowledgement after that
 // was refused as if the store were under attack (docs/performance.md).
