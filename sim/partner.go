@@ -219,28 +219,35 @@ func (p *Partner) serveDelivery(kind string) http.HandlerFunc {
 			return
 		}
 		rec, seen := p.byKey[key]
+		p.mu.Unlock()
 		if seen && rec.digest != digest {
-			p.mu.Unlock()
-			httpsig.WriteProblem(w, r, http.StatusConflict, "duplicate_conflict", "Idempotency-Key reused",
-				"this Idempotency-Key was used with a different body", nil)
+			writeKeyConflict(w, r)
 			return
 		}
 		var taken Received
 		if !seen {
-			taken = p.take(kind, key, body)
-			ack, err := p.codec.EncodeAck(&adapters.Ack{CaseNo: taken.CaseNo, Accepted: taken.Accepted, Reason: taken.Reason})
-			if err != nil {
-				p.mu.Unlock()
-				p.log.Error("sim: encode ack", "err", err)
-				httpsig.WriteError(w, r, err)
+			// Decoding takes most of a delivery's time: it runs outside the
+			// lock, so that deliveries are looked at in parallel; the key is
+			// looked up again before the record is taken in, in case a
+			// repeat of it was answered meanwhile.
+			taken = p.decode(kind, key, body)
+			p.mu.Lock()
+			if rec, seen = p.byKey[key]; !seen {
+				var err error
+				if rec, err = p.takeIn(&taken, digest); err != nil {
+					p.mu.Unlock()
+					p.log.Error("sim: encode ack", "err", err)
+					httpsig.WriteError(w, r, err)
+					return
+				}
+			}
+			p.mu.Unlock()
+			if seen && rec.digest != digest {
+				writeKeyConflict(w, r)
 				return
 			}
-			rec = &record{digest: digest, ack: ack}
-			p.byKey[key] = rec
-			if !p.o.Forget {
-				p.received = append(p.received, taken)
-			}
 		}
+		p.mu.Lock()
 		badSig := p.badSig
 		p.mu.Unlock()
 		p.writeAck(w, r, v, rec.ack, badSig)
@@ -250,10 +257,19 @@ func (p *Partner) serveDelivery(kind string) http.HandlerFunc {
 	}
 }
 
-// take processes a new record (p.mu held): decode it, refuse it or assign
-// a number.
-func (p *Partner) take(kind, key string, body []byte) Received {
-	got := Received{IdempotencyKey: key, Kind: kind, Body: bytes.Clone(body), At: p.o.Now()}
+func writeKeyConflict(w http.ResponseWriter, r *http.Request) {
+	httpsig.WriteProblem(w, r, http.StatusConflict, "duplicate_conflict", "Idempotency-Key reused",
+		"this Idempotency-Key was used with a different body", nil)
+}
+
+// decode looks at a new record without the lock: the record decoded, or
+// the reason it is refused. The body is copied only if something keeps it
+// (Received or OnReceive).
+func (p *Partner) decode(kind, key string, body []byte) Received {
+	got := Received{IdempotencyKey: key, Kind: kind, At: p.o.Now()}
+	if !p.o.Forget || p.o.OnReceive != nil {
+		got.Body = bytes.Clone(body)
+	}
 	switch kind {
 	case KindCase:
 		c, err := p.codec.DecodeDeliveredCase(body)
@@ -262,16 +278,6 @@ func (p *Partner) take(kind, key string, body []byte) Received {
 			return got
 		}
 		got.Case = c
-		if p.refuse != "" {
-			got.Reason = p.refuse
-			return got
-		}
-		no, err := p.numbers.assign(got.At)
-		if err != nil {
-			got.Reason = err.Error()
-			return got
-		}
-		got.CaseNo, got.Accepted = no, true
 	case KindStatus:
 		st, err := p.codec.DecodeStatus(body)
 		if err != nil {
@@ -279,13 +285,38 @@ func (p *Partner) take(kind, key string, body []byte) Received {
 			return got
 		}
 		got.Status, got.CaseNo = st, st.CaseNo
-		if p.refuse != "" {
-			got.Reason = p.refuse
-			return got
-		}
-		got.Accepted = true
 	}
 	return got
+}
+
+// takeIn (p.mu held) decides on a decoded record — refused, or accepted
+// with a new number for a case — and records the key's acknowledgement.
+func (p *Partner) takeIn(got *Received, digest string) (*record, error) {
+	if got.Reason == "" {
+		switch {
+		case p.refuse != "":
+			got.Reason = p.refuse
+		case got.Kind == KindCase:
+			no, err := p.numbers.assign(got.At)
+			if err != nil {
+				got.Reason = err.Error()
+				break
+			}
+			got.CaseNo, got.Accepted = no, true
+		default:
+			got.Accepted = true
+		}
+	}
+	ack, err := p.codec.EncodeAck(&adapters.Ack{CaseNo: got.CaseNo, Accepted: got.Accepted, Reason: got.Reason})
+	if err != nil {
+		return nil, err
+	}
+	rec := &record{digest: digest, ack: ack}
+	p.byKey[got.IdempotencyKey] = rec
+	if !p.o.Forget {
+		p.received = append(p.received, *got)
+	}
+	return rec, nil
 }
 
 // writeAck answers 200 with the acknowledgement, signed and bound to the

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"regexp"
+	"sync"
 	"testing"
 	"time"
 
@@ -69,6 +71,13 @@ func served(t *testing.T, division string) (*sim.Partner, string) {
 // district's sample, translated.
 func deliveredCase(t *testing.T, division string, seq int) []byte {
 	t.Helper()
+	return deliveredCaseSized(t, division, seq, 0)
+}
+
+// deliveredCaseSized: deliveredCase with materials of matSize bytes (0:
+// the samples' default).
+func deliveredCaseSized(t *testing.T, division string, seq, matSize int) []byte {
+	t.Helper()
 	other := adapters.DivisionLiwan
 	if division == adapters.DivisionLiwan {
 		other = adapters.DivisionNanhai
@@ -77,7 +86,7 @@ func deliveredCase(t *testing.T, division string, seq int) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, err := sender.SampleCase(seq, sim.SampleOptions{})
+	body, err := sender.SampleCase(seq, sim.SampleOptions{MaterialSize: matSize})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,6 +113,11 @@ type answer struct {
 // covering Idempotency-Key.
 func deliver(t *testing.T, p *sim.Partner, url, route, key string, body []byte, signer *certs.Signer) answer {
 	t.Helper()
+	return send(t, p, deliveryRequest(t, p, url, route, key, body, signer))
+}
+
+func deliveryRequest(t *testing.T, p *sim.Partner, url, route, key string, body []byte, signer *certs.Signer) *http.Request {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, url+route, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -113,26 +127,36 @@ func deliver(t *testing.T, p *sim.Partner, url, route, key string, body []byte, 
 	if _, err := httpsig.SignRequest(req, body, signer, httpsig.WithIdempotencyKey()); err != nil {
 		t.Fatal(err)
 	}
-	return send(t, p, req)
+	return req
 }
 
 func send(t *testing.T, p *sim.Partner, req *http.Request) answer {
 	t.Helper()
-	resp, err := http.DefaultClient.Do(req)
+	a, err := post(p, req)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return a
+}
+
+// post sends req and checks the answer as tongban does; err only when
+// nothing was answered (safe to call outside the test's goroutine).
+func post(p *sim.Partner, req *http.Request) (answer, error) {
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return answer{}, err
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	a := answer{status: resp.StatusCode, body: b}
 	if resp.StatusCode != http.StatusOK {
-		return a
+		return a, nil
 	}
 	partner := func(id certs.Identity) bool { return id.Role == certs.RolePartner && id.Division == p.Division() }
 	if _, _, a.err = httpsig.VerifyResponse(resp, b, req, pki.TrustStore(), partner); a.err == nil {
 		a.ack, a.err = p.Codec().DecodeAck(b)
 	}
-	return a
+	return a, nil
 }
 
 func TestSampleCasesAreValid(t *testing.T) {
@@ -225,6 +249,50 @@ func TestDeliveryAcknowledged(t *testing.T) {
 				t.Errorf("duplicates %v", d)
 			}
 		})
+	}
+}
+
+// TestConcurrentRepeats: records are decoded outside the partner's lock;
+// repeats of one key arriving together must still be taken in once, and
+// all get the first acknowledgement (one number).
+func TestConcurrentRepeats(t *testing.T) {
+	p, url := served(t, adapters.DivisionLiwan)
+	const n = 6
+	reqs := make([]*http.Request, 2*n)
+	for i := range reqs {
+		key, seq := "01JXA", 1 // half repeat one key, half are other cases
+		if i%2 == 1 {
+			key, seq = fmt.Sprintf("01JXB%02d", i), 10+i
+		}
+		// Large materials: decoding takes long enough for the repeats to
+		// overlap.
+		reqs[i] = deliveryRequest(t, p, url, "/cases", key, deliveredCaseSized(t, adapters.DivisionLiwan, seq, 256<<10), pki.Gateway)
+	}
+	answers := make([]answer, len(reqs))
+	errs := make([]error, len(reqs))
+	var wg sync.WaitGroup
+	for i, req := range reqs {
+		wg.Go(func() { answers[i], errs[i] = post(p, req) })
+	}
+	wg.Wait()
+	numbers := map[string]bool{}
+	for i, a := range answers {
+		if errs[i] != nil {
+			t.Fatalf("request %d: %v", i, errs[i])
+		}
+		if a.status != http.StatusOK || a.err != nil || !a.ack.Accepted {
+			t.Fatalf("answer %d: %d %s (%v)", i, a.status, a.body, a.err)
+		}
+		if i%2 == 0 && !bytes.Equal(a.body, answers[0].body) {
+			t.Errorf("repeat %d answered %s, first %s", i, a.body, answers[0].body)
+		}
+		numbers[a.ack.CaseNo] = true
+	}
+	if got := len(p.Received()); got != n+1 || len(numbers) != n+1 {
+		t.Errorf("took in %d records with %d numbers, want %d", got, len(numbers), n+1)
+	}
+	if p.Requests("01JXA") != n {
+		t.Errorf("requests of the repeated key: %d", p.Requests("01JXA"))
 	}
 }
 
