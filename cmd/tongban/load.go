@@ -37,6 +37,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	mixFlag := fs.String("mix", load.DefaultMix.String(), "weights of allowed, denied and invalid cases")
 	presign := fs.Int("presign", -1, "requests to sign before the run (default: as many as the run should need, up to 400,000)")
 	floorTime := fs.Duration("floor-time", 2*time.Second, "how long to measure the floor before the load (0: skip)")
+	floorAfter := fs.Bool("floor-after", true, "measure the floor again after the load, the local gateway and receivers stopped, and report the mean of both")
 	drain := fs.Duration("drain", 30*time.Second, "how long to wait after the load for deliveries still due")
 	firstDay := fs.Int("first-day", 0, "case numbers start this many days before today (default 1 with --local, random with --target)")
 	seed := fs.Uint64("seed", 1, "seed of the sequence of case kinds")
@@ -83,6 +84,16 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		gwURL string
 		l     *load.Local
 	)
+	closed := false
+	closeLocal := func() {
+		if l == nil || closed {
+			return
+		}
+		closed = true
+		if cerr := l.Close(); cerr != nil {
+			say("%v", cerr)
+		}
+	}
 	if *local {
 		o := load.LocalOptions{Dir: *keep, Lag: lag, Connections: *conns, ExtraConfig: *extra}
 		if *gwProfile != "" {
@@ -107,11 +118,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if l, err = load.StartLocal(ctx, o); err != nil {
 			return fail(stderr, "%v", err)
 		}
-		defer func() {
-			if cerr := l.Close(); cerr != nil {
-				say("%v", cerr)
-			}
-		}()
+		defer closeLocal()
 		pki, gwURL = l.PKI, l.URL
 		say("gateway %s (pid %d, data %s), receivers %s and %s", gwURL, l.Pid(), l.Dir, l.Receivers.NanhaiURL, l.Receivers.LiwanURL)
 	} else {
@@ -182,13 +189,28 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		_ = pprof.Lookup("allocs").WriteTo(f, 0)
 		f.Close()
 	}
-	if floor != nil {
-		rep.SetFloor(floor.PerSecond)
-	}
 	if l != nil {
 		if rss, err := l.RSS(); err == nil {
 			say("gateway RSS at the end: %d MiB", rss>>20)
 		}
+	}
+	if floor != nil {
+		perSecond := floor.PerSecond
+		if *floorAfter {
+			// The machine's speed drifts (by up to a quarter between runs
+			// minutes apart on a shared VM): the floor measured on both
+			// sides of the run is a better measure of it during the run.
+			closeLocal()
+			say("measuring the floor again for %s…", *floorTime)
+			after, err := load.MeasureFloor(ctx, load.FloorOptions{Duration: *floorTime, CaseSize: *caseSize})
+			if err != nil {
+				return fail(stderr, "floor: %v", err)
+			}
+			say("%s", after)
+			perSecond = (floor.PerSecond + after.PerSecond) / 2
+			say("floor before %.0f/s, after %.0f/s: mean %.0f/s", floor.PerSecond, after.PerSecond, perSecond)
+		}
+		rep.SetFloor(perSecond)
 	}
 	fmt.Fprint(stderr, rep.Summary())
 	if *asJSON {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"math"
 	"reflect"
 	"slices"
 	"strings"
@@ -47,8 +49,22 @@ func TestLoadJSON(t *testing.T) {
 	if len(lag) != 2 || lag["p50"].(float64) <= 0 {
 		t.Errorf("delivery_lag_ms %v", lag)
 	}
-	if !strings.Contains(stderr.String(), "floor") {
-		t.Errorf("no progress on stderr:\n%s", stderr.String())
+	// The floor is measured before and after the load; the report's is
+	// their mean, and the ratio is taken against it.
+	var before, after, mean float64
+	i := strings.Index(stderr.String(), "floor before ")
+	if i < 0 {
+		t.Fatalf("no floor before and after on stderr:\n%s", stderr.String())
+	}
+	if _, err := fmt.Sscanf(stderr.String()[i:], "floor before %f/s, after %f/s: mean %f/s", &before, &after, &mean); err != nil {
+		t.Fatalf("floor line: %v\n%s", err, stderr.String()[i:])
+	}
+	floor := m["floor_per_s"].(float64)
+	if math.Abs(floor-(before+after)/2) > 1 || math.Abs(floor-mean) > 1 {
+		t.Errorf("floor_per_s %.1f; before %.0f, after %.0f, mean %.0f", floor, before, after, mean)
+	}
+	if r := m["throughput_per_s"].(float64) / floor; math.Abs(r-m["ratio_to_floor"].(float64)) > 1e-9 {
+		t.Errorf("ratio_to_floor %v, throughput/floor %v", m["ratio_to_floor"], r)
 	}
 }
 
