@@ -122,6 +122,9 @@ func NewServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*Server, 
 	}
 
 	storeOpts := []store.Option{store.WithMaxConns(cfg.Store.MaxConns)}
+	if cfg.Store.CommitInterval != nil {
+		storeOpts = append(storeOpts, store.WithCommitInterval(*cfg.Store.CommitInterval))
+	}
 	if cfg.Store.Encrypt {
 		sealer, err := cfg.payloadCipher()
 		if err != nil {

@@ -54,6 +54,49 @@ func TestGroupCommitBatches(t *testing.T) {
 	t.Logf("%d jobs in %d shared commits", s.batchedJobs.Load(), s.batches.Load())
 }
 
+// TestCommitInterval: with a commit interval, the committer starts at
+// most one commit per interval however many writers keep it busy, and
+// every write still succeeds.
+func TestCommitInterval(t *testing.T) {
+	ctx := context.Background()
+	const interval = 25 * time.Millisecond
+	st, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "i.db"), WithCommitInterval(interval))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s := st.(*sqlStore)
+	start := time.Now()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	appended := 0
+	for w := 0; w < 8; w++ {
+		wg.Go(func() {
+			for i := 0; time.Since(start) < 300*time.Millisecond; i++ {
+				b := []byte(fmt.Sprintf(`{"v":1,"kind":"key_rotated","w":%d,"n":%d}`, w, i))
+				if _, err := s.AppendEntry(ctx, LogAppend{Kind: "key_rotated", Bytes: b, LeafHash: sha256.Sum256(b)}); err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				appended++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	commits := s.commits.Load()
+	// The first commit starts at once, then at most one per interval.
+	if most := int64(elapsed/interval) + 1; commits > most {
+		t.Errorf("%d commits in %s, want at most %d with a %s interval", commits, elapsed, most, interval)
+	}
+	if size, err := st.LogSize(ctx); err != nil || size != uint64(appended) {
+		t.Errorf("log size %d (%v), %d appends returned", size, err, appended)
+	}
+	t.Logf("%d appends in %d commits over %s", appended, commits, elapsed)
+}
+
 // TestClosedStore: writes after Close fail with ErrClosed rather than hang.
 func TestClosedStore(t *testing.T) {
 	ctx := context.Background()

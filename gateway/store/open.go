@@ -34,6 +34,7 @@ type options struct {
 	maxConns        int
 	connMaxIdleTime time.Duration
 	groupCommit     int
+	commitInterval  time.Duration
 	sealer          Sealer
 }
 
@@ -44,6 +45,7 @@ func defaultOptions() options {
 		maxConns:        10,
 		connMaxIdleTime: 5 * time.Minute,
 		groupCommit:     64,
+		commitInterval:  DefaultCommitInterval,
 	}
 }
 
@@ -75,6 +77,19 @@ func WithMaxConns(n int) Option {
 // commits alone). PostgreSQL ignores it.
 func WithGroupCommit(max int) Option {
 	return func(o *options) { o.groupCommit = max }
+}
+
+// DefaultCommitInterval is the default of [WithCommitInterval].
+const DefaultCommitInterval = 5 * time.Millisecond
+
+// WithCommitInterval paces SQLite's group commit: a commit starts at most
+// every d after the previous one started, gathering the writes that
+// arrive meanwhile (default [DefaultCommitInterval]; 0: as soon as the
+// previous commit has finished). A write then waits up to d longer before
+// it is durable, and the store spends far less CPU per write at moderate
+// load. Negative values count as 0. PostgreSQL ignores it.
+func WithCommitInterval(d time.Duration) Option {
+	return func(o *options) { o.commitInterval = max(d, 0) }
 }
 
 // WithPayloadSealer encrypts the payload columns at rest (the request as
@@ -151,6 +166,7 @@ func OpenSQLite(ctx context.Context, path string, opts ...Option) (Store, error)
 		s.first = make(chan *txJob, o.groupCommit)
 		s.committed = make(chan struct{})
 		s.maxBatch = o.groupCommit
+		s.commitInterval = o.commitInterval
 	}
 	if err := s.init(ctx); err != nil {
 		s.Close()

@@ -14,17 +14,18 @@ import (
 // sqlStore is the one implementation of Store, on database/sql: SQLite
 // (modernc.org/sqlite) or PostgreSQL (pgx), differing only by dialect.
 type sqlStore struct {
-	d            dialect
-	w            *sql.DB // writes; on SQLite a single connection
-	r            *sql.DB // reads; the same pool on PostgreSQL
-	now          func() time.Time
-	cleanupEvery time.Duration
-	jobs         chan *txJob   // group commit queue; nil when off
-	first        chan *txJob   // group commit queue taken first (deliveries)
-	committed    chan struct{} // closed when the committer has stopped
-	maxBatch     int
-	st           stmts  // the registry's statements, readied at open
-	sealer       Sealer // encrypts payload columns; nil: stored in clear
+	d              dialect
+	w              *sql.DB // writes; on SQLite a single connection
+	r              *sql.DB // reads; the same pool on PostgreSQL
+	now            func() time.Time
+	cleanupEvery   time.Duration
+	jobs           chan *txJob   // group commit queue; nil when off
+	first          chan *txJob   // group commit queue taken first (deliveries)
+	committed      chan struct{} // closed when the committer has stopped
+	maxBatch       int
+	commitInterval time.Duration // least time between the starts of two commits
+	st             stmts         // the registry's statements, readied at open
+	sealer         Sealer        // encrypts payload columns; nil: stored in clear
 	groupStats
 	closeState
 }
