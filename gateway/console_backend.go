@@ -335,18 +335,10 @@ func (b *consoleBackend) Denial(ctx context.Context, index uint64) (*console.Den
 }
 
 func (b *consoleBackend) Exchange(ctx context.Context, id string, withEntries bool) (*console.Exchange, error) {
-	ex, err := b.s.Store.GetExchange(ctx, id)
+	ex, sts, dls, err := b.s.Store.ExchangeDetails(ctx, id, "")
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, &console.Problem{Status: http.StatusNotFound, Code: CodeNotFound, Detail: "no such exchange"}
 	}
-	if err != nil {
-		return nil, err
-	}
-	sts, err := b.s.Store.Statuses(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	dls, err := b.s.Store.DeliveriesOf(ctx, id)
 	if err != nil {
 		return nil, err
 	}

@@ -351,16 +351,24 @@ func (s *service) mayUpdate(ex *store.Exchange, caller *Partner, state adapters.
 }
 
 func (s *service) Exchange(ctx context.Context, caller certs.Identity, id string) (*ExchangeView, error) {
-	ex, err := s.store.GetExchange(ctx, id)
-	return s.view(ctx, caller, ex, err)
+	if id == "" {
+		return nil, newError(CodeNotFound, "no such exchange")
+	}
+	return s.view(ctx, caller, id, "")
 }
 
 func (s *service) FindCase(ctx context.Context, caller certs.Identity, caseNo string) (*ExchangeView, error) {
-	ex, err := s.store.FindExchange(ctx, caseNo)
-	return s.view(ctx, caller, ex, err)
+	if caseNo == "" {
+		return nil, newError(CodeNotFound, "no such exchange")
+	}
+	return s.view(ctx, caller, "", caseNo)
 }
 
-func (s *service) view(ctx context.Context, caller certs.Identity, ex *store.Exchange, err error) (*ExchangeView, error) {
+// view reads the exchange with its status updates and deliveries from one
+// snapshot of the store: read apart, a delivery committed between the
+// reads showed "delivered" without the partner's case number.
+func (s *service) view(ctx context.Context, caller certs.Identity, id, caseNo string) (*ExchangeView, error) {
+	ex, sts, dls, err := s.store.ExchangeDetails(ctx, id, caseNo)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, newError(CodeNotFound, "no such exchange")
 	}
@@ -369,14 +377,6 @@ func (s *service) view(ctx context.Context, caller certs.Identity, ex *store.Exc
 	}
 	if caller.Role != certs.RolePartner || (caller.Division != ex.From && caller.Division != ex.To) {
 		return nil, newError(CodeNotFound, "no such exchange")
-	}
-	sts, err := s.store.Statuses(ctx, ex.ID)
-	if err != nil {
-		return nil, internal(err)
-	}
-	dls, err := s.store.DeliveriesOf(ctx, ex.ID)
-	if err != nil {
-		return nil, internal(err)
 	}
 	return newExchangeView(ex, sts, dls, s.partners), nil
 }

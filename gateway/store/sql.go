@@ -319,6 +319,37 @@ func (s *sqlStore) FindExchange(ctx context.Context, caseNo string) (*Exchange, 
 	return s.scanExchange(s.dbQueryRow(ctx, s.r, qExchangeByCaseNo, caseNo, caseNo))
 }
 
+// ExchangeDetails implements Store: the three reads in one read
+// transaction of the reader pool.
+func (s *sqlStore) ExchangeDetails(ctx context.Context, id, caseNo string) (*Exchange, []StatusUpdate, []Delivery, error) {
+	if id == "" && caseNo == "" {
+		return nil, nil, nil, ErrNotFound
+	}
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("store: begin read: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }() // read only: nothing to commit
+	var ex *Exchange
+	if id != "" {
+		ex, err = s.scanExchange(s.readTxQueryRow(ctx, tx, qExchangeByID, id))
+	} else {
+		ex, err = s.scanExchange(s.readTxQueryRow(ctx, tx, qExchangeByCaseNo, caseNo, caseNo))
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	sts, err := s.scanStatuses(s.readTxQuery(ctx, tx, qStatusesOf, ex.ID))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	dls, err := s.scanDeliveries(s.readTxQuery(ctx, tx, qDeliveriesOf, ex.ID))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return ex, sts, dls, nil
+}
+
 // FindExchangeOf implements Store.
 func (s *sqlStore) FindExchangeOf(ctx context.Context, division, caseNo string) (*Exchange, error) {
 	if caseNo == "" {
@@ -456,7 +487,10 @@ func StatusDeliveryID(exchangeID string, n int) string {
 
 // Statuses implements Store.
 func (s *sqlStore) Statuses(ctx context.Context, exchangeID string) ([]StatusUpdate, error) {
-	rows, err := s.dbQuery(ctx, s.r, qStatusesOf, exchangeID)
+	return s.scanStatuses(s.dbQuery(ctx, s.r, qStatusesOf, exchangeID))
+}
+
+func (s *sqlStore) scanStatuses(rows *sql.Rows, err error) ([]StatusUpdate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: statuses: %w", err)
 	}

@@ -106,6 +106,29 @@ func (s *sqlStore) txStmt(ctx context.Context, tx *sql.Tx, q query) *sql.Stmt {
 	return tx.StmtContext(ctx, s.st.w[q])
 }
 
+// readTxStmt is q on the connection of tx, a transaction of the reader
+// pool s.r, or nil when q runs by its text.
+func (s *sqlStore) readTxStmt(ctx context.Context, tx *sql.Tx, q query) *sql.Stmt {
+	if s.st.r == nil {
+		return nil
+	}
+	return tx.StmtContext(ctx, s.st.r[q])
+}
+
+func (s *sqlStore) readTxQueryRow(ctx context.Context, tx *sql.Tx, q query, args ...any) *sql.Row {
+	if st := s.readTxStmt(ctx, tx, q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return tx.QueryRowContext(ctx, s.st.text[q], args...)
+}
+
+func (s *sqlStore) readTxQuery(ctx context.Context, tx *sql.Tx, q query, args ...any) (*sql.Rows, error) {
+	if st := s.readTxStmt(ctx, tx, q); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return tx.QueryContext(ctx, s.st.text[q], args...)
+}
+
 func (s *sqlStore) txExec(ctx context.Context, tx *sql.Tx, q query, args ...any) (sql.Result, error) {
 	if st := s.txStmt(ctx, tx, q); st != nil {
 		return st.ExecContext(ctx, args...)

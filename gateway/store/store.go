@@ -204,6 +204,13 @@ type Store interface {
 	GetExchange(ctx context.Context, id string) (*Exchange, error)
 	// FindExchange by a case number of either district.
 	FindExchange(ctx context.Context, caseNo string) (*Exchange, error)
+	// ExchangeDetails reads an exchange — by id, or when id is "" by a case
+	// number as FindExchange — with its status updates and deliveries, all
+	// from one snapshot (a read transaction; REPEATABLE READ on
+	// PostgreSQL), so that a delivery shown delivered comes with the
+	// partner's case number it was delivered under. ErrNotFound as
+	// GetExchange.
+	ExchangeDetails(ctx context.Context, id, caseNo string) (*Exchange, []StatusUpdate, []Delivery, error)
 	// FindExchangeOf finds the exchange in which division's own case number
 	// is caseNo: the source number when division sent it, the target number
 	// when division owns it.

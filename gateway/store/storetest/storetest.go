@@ -26,8 +26,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,6 +51,8 @@ func Run(t *testing.T, newDB func(t *testing.T) Opener) {
 		{"ConcurrentDuplicateExchange", testConcurrentDuplicateExchange},
 		{"ReceiptErrorWritesNothing", testReceiptError},
 		{"FindExchange", testFindExchange},
+		{"ExchangeDetails", testExchangeDetails},
+		{"ExchangeDetailsSnapshot", testExchangeDetailsSnapshot},
 		{"Statuses", testStatuses},
 		{"TerminalStatus", testTerminalStatus},
 		{"ConcurrentStatuses", testConcurrentStatuses},
@@ -423,6 +427,85 @@ func testReceiptError(t *testing.T, open Opener) {
 	}
 	if n := logSize(t, s); n != 2 {
 		t.Errorf("LogSize = %d, want 2", n)
+	}
+}
+
+// testExchangeDetails: by id and by either case number, the same exchange,
+// statuses and deliveries as the separate reads; unknown is ErrNotFound.
+func testExchangeDetails(t *testing.T, open Opener) {
+	s := handle(t, open)
+	ex := create(t, s, nanhai, uniq("NH-DET-"))
+	claimAll(t, s, time.Now())
+	finish(t, s, ex.ID, store.DeliveryOutcome{State: store.StateDelivered, Attempts: 1, PartnerCaseNo: "LW-DET-ACK"})
+	if _, err := addStatus(t, s, newStatus(ex, liwan, "ACCEPTED", "det1"), isTerminal); err != nil {
+		t.Fatal(err)
+	}
+	wantEx, _ := s.GetExchange(ctx, ex.ID)
+	wantSts, _ := s.Statuses(ctx, ex.ID)
+	wantDls, _ := s.DeliveriesOf(ctx, ex.ID)
+	for _, key := range [][2]string{{ex.ID, ""}, {"", ex.SourceCaseNo}, {"", "LW-DET-ACK"}} {
+		gotEx, gotSts, gotDls, err := s.ExchangeDetails(ctx, key[0], key[1])
+		if err != nil {
+			t.Fatalf("ExchangeDetails(%q, %q): %v", key[0], key[1], err)
+		}
+		if !reflect.DeepEqual(gotEx, wantEx) || !reflect.DeepEqual(gotSts, wantSts) || !reflect.DeepEqual(gotDls, wantDls) {
+			t.Errorf("ExchangeDetails(%q, %q) = %+v, %d statuses, %v; want %+v, %d, %v",
+				key[0], key[1], gotEx, len(gotSts), ids(gotDls), wantEx, len(wantSts), ids(wantDls))
+		}
+	}
+	if len(wantSts) != 1 || len(wantDls) != 2 || wantEx.TargetCaseNo != "LW-DET-ACK" {
+		t.Fatalf("fixture: %d statuses, deliveries %v, target %q", len(wantSts), ids(wantDls), wantEx.TargetCaseNo)
+	}
+	for _, key := range [][2]string{{"nope", ""}, {"", "NH-NONE"}, {"", ""}} {
+		if _, _, _, err := s.ExchangeDetails(ctx, key[0], key[1]); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("ExchangeDetails(%q, %q): %v, want ErrNotFound", key[0], key[1], err)
+		}
+	}
+}
+
+// testExchangeDetailsSnapshot: while deliveries are finished as delivered
+// (each storing the partner's number on its exchange), a reader never sees
+// a delivered case delivery without that number: the reads share one
+// snapshot.
+func testExchangeDetailsSnapshot(t *testing.T, open Opener) {
+	s := handle(t, open)
+	const n = 40
+	exs := make([]*store.Exchange, n)
+	for i := range exs {
+		exs[i] = create(t, s, nanhai, uniq("NH-SNAP-"))
+	}
+	claimAll(t, s, time.Now())
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var torn atomic.Int64
+	for r := 0; r < 4; r++ {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				ex, _, dls, err := s.ExchangeDetails(ctx, exs[i%n].ID, "")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for _, d := range dls {
+					if d.Seq == 0 && d.State == store.StateDelivered && ex.TargetCaseNo == "" {
+						torn.Add(1)
+					}
+				}
+			}
+		})
+	}
+	for i, ex := range exs {
+		finish(t, s, ex.ID, store.DeliveryOutcome{State: store.StateDelivered, Attempts: 1, PartnerCaseNo: fmt.Sprintf("LW-SNAP-%d", i)})
+	}
+	close(done)
+	wg.Wait()
+	if c := torn.Load(); c > 0 {
+		t.Errorf("%d reads saw a delivered case without the partner's case number", c)
 	}
 }
 
