@@ -80,6 +80,7 @@ func (s *sqlStore) committer() {
 	defer close(s.committed)
 	batch := make([]*txJob, 0, s.maxBatch)
 	var lastStart time.Time
+	contended := false // the last commit had company: several jobs, or more waiting
 	for {
 		j := s.waiting()
 		if j == nil {
@@ -102,15 +103,18 @@ func (s *sqlStore) committer() {
 			}
 		}
 		batch = append(batch[:0], j)
-		// Pace the commits: at most one every commitInterval. A commit
-		// costs about the same whether it carries one job or forty (the
-		// pages every write touches — table and index tails, the log head
-		// — are written to the WAL again, and fsynced), so committing each
-		// job as soon as the previous commit finished spent most of the
-		// store's CPU at moderate load (docs/performance.md, sixth round).
-		// Under full load a commit takes longer than the interval and
-		// nothing waits.
-		if wait := time.Until(lastStart.Add(s.commitInterval)); wait > 0 {
+		// Pace the commits of concurrent writers: at most one every
+		// commitInterval. A commit costs about the same whether it carries
+		// one job or forty (the pages every write touches — table and
+		// index tails, the log head — are written to the WAL again, and
+		// fsynced), so committing each job as soon as the previous commit
+		// finished spent most of the store's CPU at moderate load
+		// (docs/performance.md, sixth round). Only when writers are
+		// concurrent — the previous commit carried several jobs, or jobs
+		// were waiting as it ended: a lone writer, whose next job comes
+		// only after its answer, is not held back. Under full load a
+		// commit takes longer than the interval and nothing waits.
+		if wait := time.Until(lastStart.Add(s.commitInterval)); wait > 0 && contended {
 			time.Sleep(wait)
 		}
 		lastStart = time.Now()
@@ -123,6 +127,7 @@ func (s *sqlStore) committer() {
 		}
 		s.runBatch(batch)
 		s.commits.Add(1)
+		contended = len(batch) > 1 || len(s.first)+len(s.jobs) > 0
 	}
 }
 

@@ -97,6 +97,30 @@ func TestCommitInterval(t *testing.T) {
 	t.Logf("%d appends in %d commits over %s", appended, commits, elapsed)
 }
 
+// TestCommitIntervalLoneWriter: a writer alone, whose next write comes
+// only after the previous one returned, is not paced.
+func TestCommitIntervalLoneWriter(t *testing.T) {
+	ctx := context.Background()
+	const interval = 200 * time.Millisecond
+	st, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "l.db"), WithCommitInterval(interval))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	start := time.Now()
+	const n = 5
+	for i := range n {
+		b := []byte(fmt.Sprintf(`{"v":1,"kind":"key_rotated","n":%d}`, i))
+		if _, err := st.AppendEntry(ctx, LogAppend{Kind: "key_rotated", Bytes: b, LeafHash: sha256.Sum256(b)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Paced, the five commits would take at least 4 intervals (800 ms).
+	if elapsed := time.Since(start); elapsed >= 2*interval {
+		t.Errorf("%d sequential appends took %s with a %s interval: the lone writer was paced", n, elapsed, interval)
+	}
+}
+
 // TestClosedStore: writes after Close fail with ErrClosed rather than hang.
 func TestClosedStore(t *testing.T) {
 	ctx := context.Background()

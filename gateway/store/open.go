@@ -82,12 +82,14 @@ func WithGroupCommit(max int) Option {
 // DefaultCommitInterval is the default of [WithCommitInterval].
 const DefaultCommitInterval = 5 * time.Millisecond
 
-// WithCommitInterval paces SQLite's group commit: a commit starts at most
-// every d after the previous one started, gathering the writes that
-// arrive meanwhile (default [DefaultCommitInterval]; 0: as soon as the
-// previous commit has finished). A write then waits up to d longer before
-// it is durable, and the store spends far less CPU per write at moderate
-// load. Negative values count as 0. PostgreSQL ignores it.
+// WithCommitInterval paces SQLite's group commit when writers are
+// concurrent: a commit starts at most every d after the previous one
+// started, gathering the writes that arrive meanwhile (default
+// [DefaultCommitInterval]; 0: as soon as the previous commit has
+// finished). A write then waits up to d longer before it is durable, and
+// the store spends far less CPU per write at moderate load. A lone writer
+// (the previous commit carried one job and nothing was waiting) is not
+// paced. Negative values count as 0. PostgreSQL ignores it.
 func WithCommitInterval(d time.Duration) Option {
 	return func(o *options) { o.commitInterval = max(d, 0) }
 }
