@@ -94,10 +94,11 @@ type StoreConfig struct {
 	// max_connections.
 	MaxConns int `yaml:"max_conns"`
 	// CommitInterval (SQLite) is the least time between the starts of two
-	// group commits (default store.DefaultCommitInterval, 5 ms; 0: commit
-	// as soon as the previous commit finished). Writes arriving meanwhile
-	// share the next commit: at most that much latency for far less CPU
-	// per write at moderate load. At most one second.
+	// group commits while writers are concurrent (default
+	// store.DefaultCommitInterval, 5 ms; 0: commit as soon as the previous
+	// commit finished). Writes arriving meanwhile share the next commit:
+	// at most that much latency for far less CPU per write at moderate
+	// load; a lone writer is not held back. At most one second.
 	CommitInterval *time.Duration `yaml:"commit_interval"`
 	// Encrypt seals the payload columns (requests, translated records,
 	// outbox) with SM4-GCM. The key (32 hex digits) is read from the
