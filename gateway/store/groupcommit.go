@@ -125,9 +125,9 @@ func (s *sqlStore) committer() {
 			}
 			batch = append(batch, j)
 		}
-		s.runBatch(batch)
+		waiting := s.runBatch(batch)
 		s.commits.Add(1)
-		contended = len(batch) > 1 || len(s.first)+len(s.jobs) > 0
+		contended = len(batch) > 1 || waiting
 	}
 }
 
@@ -153,15 +153,23 @@ var (
 	qRollbackToSavepoint = newQuery("ROLLBACK TO SAVEPOINT job")
 )
 
-func (s *sqlStore) runBatch(batch []*txJob) {
+// runBatch runs batch in one transaction (a single job in its own) and
+// answers each job. It reports whether other jobs were waiting when the
+// transaction ended — looked at before the batch's callers are answered, since a lone
+// writer's next job may be queued as soon as it has its answer.
+func (s *sqlStore) runBatch(batch []*txJob) (waiting bool) {
+	queued := func() bool { return len(s.first)+len(s.jobs) > 0 }
 	if len(batch) == 1 {
 		j := batch[0]
-		j.done <- s.runTx(context.WithoutCancel(j.ctx), j.fn)
-		return
+		err := s.runTx(context.WithoutCancel(j.ctx), j.fn)
+		waiting = queued()
+		j.done <- err
+		return waiting
 	}
 	ctx := context.Background()
 	results := make([]error, len(batch))
 	fail := func(err error) {
+		waiting = queued()
 		for _, j := range batch {
 			j.done <- err
 		}
@@ -203,7 +211,9 @@ func (s *sqlStore) runBatch(batch []*txJob) {
 	}
 	s.batches.Add(1)
 	s.batchedJobs.Add(int64(len(batch)))
+	waiting = queued()
 	for i, j := range batch {
 		j.done <- results[i]
 	}
+	return waiting
 }

@@ -87,8 +87,11 @@ func TestCommitInterval(t *testing.T) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	commits := s.commits.Load()
-	// The first commit starts at once, then at most one per interval.
-	if most := int64(elapsed/interval) + 1; commits > most {
+	// About one commit per interval: the first starts at once, and a
+	// commit after one that carried a single job with nothing waiting is
+	// not paced (on a loaded machine the other writers may not have queued
+	// theirs yet), so allow twice that. Unpaced, 8 writers make hundreds.
+	if most := 2*int64(elapsed/interval) + 2; commits > most {
 		t.Errorf("%d commits in %s, want at most %d with a %s interval", commits, elapsed, most, interval)
 	}
 	if size, err := st.LogSize(ctx); err != nil || size != uint64(appended) {
