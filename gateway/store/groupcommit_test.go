@@ -55,17 +55,12 @@ func TestGroupCommitBatches(t *testing.T) {
 }
 
 // TestCommitInterval: with a commit interval, the committer starts at
-// most one commit per interval however many writers keep it busy, and
-// every write still succeeds.
+// most about one commit per interval however many writers keep it busy,
+// and every write still succeeds.
 func TestCommitInterval(t *testing.T) {
 	ctx := context.Background()
 	const interval = 25 * time.Millisecond
-	st, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "i.db"), WithCommitInterval(interval))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	s := st.(*sqlStore)
+	s := openPaced(t, interval)
 	start := time.Now()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -94,7 +89,7 @@ func TestCommitInterval(t *testing.T) {
 	if most := 2*int64(elapsed/interval) + 2; commits > most {
 		t.Errorf("%d commits in %s, want at most %d with a %s interval", commits, elapsed, most, interval)
 	}
-	if size, err := st.LogSize(ctx); err != nil || size != uint64(appended) {
+	if size, err := s.LogSize(ctx); err != nil || size != uint64(appended) {
 		t.Errorf("log size %d (%v), %d appends returned", size, err, appended)
 	}
 	t.Logf("%d appends in %d commits over %s", appended, commits, elapsed)
@@ -105,11 +100,7 @@ func TestCommitInterval(t *testing.T) {
 func TestCommitIntervalLoneWriter(t *testing.T) {
 	ctx := context.Background()
 	const interval = 200 * time.Millisecond
-	st, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "l.db"), WithCommitInterval(interval))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openPaced(t, interval)
 	start := time.Now()
 	const n = 5
 	for i := range n {
@@ -122,6 +113,18 @@ func TestCommitIntervalLoneWriter(t *testing.T) {
 	if elapsed := time.Since(start); elapsed >= 2*interval {
 		t.Errorf("%d sequential appends took %s with a %s interval: the lone writer was paced", n, elapsed, interval)
 	}
+}
+
+// openPaced opens a fresh SQLite store with the commit interval given,
+// closed when the test ends.
+func openPaced(t *testing.T, interval time.Duration) *sqlStore {
+	t.Helper()
+	st, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "p.db"), WithCommitInterval(interval))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st.(*sqlStore)
 }
 
 // TestClosedStore: writes after Close fail with ErrClosed rather than hang.

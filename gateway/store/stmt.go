@@ -98,35 +98,19 @@ func (s *sqlStore) closeStmts() {
 	}
 }
 
-// txStmt is q on tx's connection, or nil when q runs by its text.
+// txStmt is q on the connection of tx, a write transaction (of s.w), or
+// nil when q runs by its text.
 func (s *sqlStore) txStmt(ctx context.Context, tx *sql.Tx, q query) *sql.Stmt {
-	if s.st.w == nil {
+	return stmtIn(ctx, tx, s.st.w, q)
+}
+
+// stmtIn is q of set — the statements prepared on the handle tx belongs
+// to (s.st.w or s.st.r) — bound to tx, or nil when q runs by its text.
+func stmtIn(ctx context.Context, tx *sql.Tx, set []*sql.Stmt, q query) *sql.Stmt {
+	if set == nil {
 		return nil
 	}
-	return tx.StmtContext(ctx, s.st.w[q])
-}
-
-// readTxStmt is q on the connection of tx, a transaction of the reader
-// pool s.r, or nil when q runs by its text.
-func (s *sqlStore) readTxStmt(ctx context.Context, tx *sql.Tx, q query) *sql.Stmt {
-	if s.st.r == nil {
-		return nil
-	}
-	return tx.StmtContext(ctx, s.st.r[q])
-}
-
-func (s *sqlStore) readTxQueryRow(ctx context.Context, tx *sql.Tx, q query, args ...any) *sql.Row {
-	if st := s.readTxStmt(ctx, tx, q); st != nil {
-		return st.QueryRowContext(ctx, args...)
-	}
-	return tx.QueryRowContext(ctx, s.st.text[q], args...)
-}
-
-func (s *sqlStore) readTxQuery(ctx context.Context, tx *sql.Tx, q query, args ...any) (*sql.Rows, error) {
-	if st := s.readTxStmt(ctx, tx, q); st != nil {
-		return st.QueryContext(ctx, args...)
-	}
-	return tx.QueryContext(ctx, s.st.text[q], args...)
+	return tx.StmtContext(ctx, set[q])
 }
 
 func (s *sqlStore) txExec(ctx context.Context, tx *sql.Tx, q query, args ...any) (sql.Result, error) {
@@ -137,14 +121,32 @@ func (s *sqlStore) txExec(ctx context.Context, tx *sql.Tx, q query, args ...any)
 }
 
 func (s *sqlStore) txQueryRow(ctx context.Context, tx *sql.Tx, q query, args ...any) *sql.Row {
-	if st := s.txStmt(ctx, tx, q); st != nil {
+	return s.queryRowIn(ctx, tx, s.st.w, q, args...)
+}
+
+func (s *sqlStore) txQuery(ctx context.Context, tx *sql.Tx, q query, args ...any) (*sql.Rows, error) {
+	return s.queryIn(ctx, tx, s.st.w, q, args...)
+}
+
+// readTxQueryRow and readTxQuery run q in tx, a read transaction of the
+// reader pool s.r.
+func (s *sqlStore) readTxQueryRow(ctx context.Context, tx *sql.Tx, q query, args ...any) *sql.Row {
+	return s.queryRowIn(ctx, tx, s.st.r, q, args...)
+}
+
+func (s *sqlStore) readTxQuery(ctx context.Context, tx *sql.Tx, q query, args ...any) (*sql.Rows, error) {
+	return s.queryIn(ctx, tx, s.st.r, q, args...)
+}
+
+func (s *sqlStore) queryRowIn(ctx context.Context, tx *sql.Tx, set []*sql.Stmt, q query, args ...any) *sql.Row {
+	if st := stmtIn(ctx, tx, set, q); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
 	return tx.QueryRowContext(ctx, s.st.text[q], args...)
 }
 
-func (s *sqlStore) txQuery(ctx context.Context, tx *sql.Tx, q query, args ...any) (*sql.Rows, error) {
-	if st := s.txStmt(ctx, tx, q); st != nil {
+func (s *sqlStore) queryIn(ctx context.Context, tx *sql.Tx, set []*sql.Stmt, q query, args ...any) (*sql.Rows, error) {
+	if st := stmtIn(ctx, tx, set, q); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
 	return tx.QueryContext(ctx, s.st.text[q], args...)
