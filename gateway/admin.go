@@ -439,7 +439,7 @@ func (s *Server) activate(ctx context.Context, vr *httpsig.Verified, b *policies
 		return 0, nil, newError(CodeInvalidTransition, "revision %s is already active", prev)
 	}
 	now := time.Now()
-	entry, err := logAppend(&exchangelog.PolicyActivatedEntry{
+	entry, err := store.NewLogAppend(&exchangelog.PolicyActivatedEntry{
 		Header: exchangelog.Header{Time: now}, Revision: b.Revision(), Previous: prev,
 		By: vr.Identity.KeyID, Request: logSigned(vr.Request),
 	}, now)

@@ -918,7 +918,7 @@ func BenchmarkSimulate(b *testing.B) {
 		d.Revision = pilot.Revision()
 		ib, db, err := marshalDecision(in, d)
 		mustDo(b, err)
-		entry, err := logAppend(&exchangelog.ExchangeEntry{Header: exchangelog.Header{Time: at}, Exchange: fmt.Sprintf("X%05d", i),
+		entry, err := store.NewLogAppend(&exchangelog.ExchangeEntry{Header: exchangelog.Header{Time: at}, Exchange: fmt.Sprintf("X%05d", i),
 			From: in.From, To: in.To, Item: in.BasicCode, SourceCase: fmt.Sprint(i), PolicyInput: ib, Decision: db,
 			Request:    exchangelog.Signed{Digest: strings.Repeat("0", 64), SignatureBase: "-", Signature: "AA==", KeyID: strings.Repeat("0", 64)},
 			Translated: exchangelog.Digest{Digest: strings.Repeat("0", 64)}}, at)

@@ -161,7 +161,7 @@ func RotateKey(ctx context.Context, cfg *Config, role, newCert, newKey string) (
 		return nil, fmt.Errorf("new %s key: %w", role, err)
 	}
 	now := time.Now()
-	entry, err := logAppend(&exchangelog.KeyRotatedEntry{
+	entry, err := store.NewLogAppend(&exchangelog.KeyRotatedEntry{
 		Header: exchangelog.Header{Time: now}, Role: role, OldKeyID: old.KeyID(), NewKeyID: fresh.KeyID(),
 		NewCertificate: base64.StdEncoding.EncodeToString(fresh.Certificate().Raw),
 	}, now)

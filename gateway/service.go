@@ -197,7 +197,7 @@ func (s *service) Submit(ctx context.Context, req Request) (_ *Receipt, err erro
 	if err != nil {
 		return nil, internal(err)
 	}
-	entry, err := logAppend(&exchangelog.ExchangeEntry{
+	entry, err := store.NewLogAppend(&exchangelog.ExchangeEntry{
 		Header: exchangelog.Header{Time: now}, Exchange: id,
 		From: from.Division, To: to.Division, Item: c.Item.BasicCode, SourceCase: c.CaseNo,
 		PolicyInput: inputJSON, Decision: decisionJSON,
@@ -270,7 +270,7 @@ func (s *service) UpdateStatus(ctx context.Context, req StatusRequest) (_ *Recei
 	}
 	translatedSM3 := certs.SM3(translated)
 	now := s.now()
-	entry, err := logAppend(&exchangelog.StatusEntry{
+	entry, err := store.NewLogAppend(&exchangelog.StatusEntry{
 		Header: exchangelog.Header{Time: now}, Exchange: ex.ID,
 		From: caller.Division, To: recipient.Division, State: string(u.State),
 		Request: logSigned(req.Signed), Translated: exchangelog.Digest{Digest: hex.EncodeToString(translatedSM3[:])},
@@ -404,7 +404,7 @@ func (s *service) deny(ctx context.Context, req Request, err error) error {
 		}
 		f.PolicyInput, f.Decision = in, d
 	}
-	entry, merr := logAppend(f, f.Time)
+	entry, merr := store.NewLogAppend(f, f.Time)
 	if merr != nil {
 		return internal(merr)
 	}
@@ -494,16 +494,6 @@ func ownerField(p *Partner) string {
 
 func logSigned(s httpsig.Signed) exchangelog.Signed {
 	return exchangelog.Signed{Digest: s.Digest, SignatureBase: s.SignatureBase, Signature: s.Signature, KeyID: s.KeyID}
-}
-
-// logAppend serializes an entry once, for the store to append.
-func logAppend(e exchangelog.Entry, now time.Time) (store.LogAppend, error) {
-	b, err := exchangelog.Marshal(e)
-	if err != nil {
-		return store.LogAppend{}, err
-	}
-	return store.LogAppend{Kind: exchangelog.Kind(e), Exchange: e.ExchangeID(), Time: now, Bytes: b,
-		LeafHash: exchangelog.LeafHash(b), HasDecision: exchangelog.HasDecision(e)}, nil
 }
 
 func receiptBytes(rc *Receipt) func(store.LogPosition) ([]byte, error) {

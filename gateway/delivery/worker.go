@@ -458,15 +458,15 @@ func (w *Worker) fail(ctx context.Context, d store.Delivery, cause error) {
 		w.log.Info("delivery: retrying", "delivery", d.ID, "to", d.To, "attempts", attempts, "next", out.NextAttempt, "err", cause)
 	} else {
 		out.State = store.StateDead
-		entry, err := logAppend(&exchangelog.DeadEntry{
+		entry, err := store.NewLogAppend(&exchangelog.DeadEntry{
 			Header: exchangelog.Header{Time: now}, Exchange: d.ExchangeID, To: d.To,
 			Of: d.EventIndex, Attempts: attempts, LastError: cause.Error(),
-		}, d.ExchangeID, now)
+		}, now)
 		if err != nil {
 			w.log.Error("delivery: dead entry", "delivery", d.ID, "err", err)
 			return
 		}
-		out.Entry = entry
+		out.Entry = &entry
 		w.log.Warn("delivery: dead", "delivery", d.ID, "to", d.To, "attempts", attempts, "err", cause)
 	}
 	if err := w.o.Store.FinishDelivery(ctx, d.ID, out); err != nil {
@@ -502,13 +502,13 @@ func (w *Worker) succeed(ctx context.Context, d store.Delivery, res result) {
 			Reason: out.Reason,
 		}
 	}
-	entry, err := logAppend(e, d.ExchangeID, now)
+	entry, err := store.NewLogAppend(e, now)
 	if err != nil {
 		// Cannot happen with verified signatures; retry rather than lose it.
 		w.fail(ctx, d, err)
 		return
 	}
-	out.Entry = entry
+	out.Entry = &entry
 	if err := w.o.Store.FinishDelivery(ctx, d.ID, out); err != nil {
 		w.log.Error("delivery: record acknowledgement", "delivery", d.ID, "err", err)
 		return
@@ -529,13 +529,13 @@ func (w *Worker) Redrive(ctx context.Context, id, by string) error {
 		return ErrNotDead
 	}
 	now := w.o.Now()
-	entry, err := logAppend(&exchangelog.RedrivenEntry{
+	entry, err := store.NewLogAppend(&exchangelog.RedrivenEntry{
 		Header: exchangelog.Header{Time: now}, Exchange: d.ExchangeID, Of: d.EventIndex, By: by,
-	}, d.ExchangeID, now)
+	}, now)
 	if err != nil {
 		return fmt.Errorf("delivery: redrive %s: %w", id, err)
 	}
-	if err := w.o.Store.Redrive(ctx, id, *entry); err != nil {
+	if err := w.o.Store.Redrive(ctx, id, entry); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return ErrNotDead
 		}
@@ -543,18 +543,6 @@ func (w *Worker) Redrive(ctx context.Context, id, by string) error {
 	}
 	w.Kick()
 	return nil
-}
-
-// logAppend serializes e once and wraps it for the store.
-func logAppend(e exchangelog.Entry, exchange string, t time.Time) (*store.LogAppend, error) {
-	b, err := exchangelog.Marshal(e)
-	if err != nil {
-		return nil, err
-	}
-	return &store.LogAppend{
-		Kind: exchangelog.Kind(e), Exchange: exchange, Time: t,
-		Bytes: b, LeafHash: exchangelog.LeafHash(b),
-	}, nil
 }
 
 // keepAliveTransport is http.DefaultTransport's configuration keeping up to

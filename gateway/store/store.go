@@ -56,8 +56,8 @@ type LogAppend struct {
 	LeafHash [32]byte // SM3(0x00 ‖ Bytes)
 	// HasDecision: Bytes carries a top-level policy_input (an exchange, or
 	// a policy denial; exchange-log.md), which simulations read back. Set
-	// by whoever serialized the entry, like LeafHash, so that the store's
-	// committer does not parse every entry again.
+	// with LeafHash when the entry is serialized ([NewLogAppend]), so that
+	// the store's committer does not parse every entry again.
 	HasDecision bool
 }
 
