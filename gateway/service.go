@@ -350,17 +350,13 @@ func (s *service) mayUpdate(ex *store.Exchange, caller *Partner, state adapters.
 	return recipient, nil
 }
 
+// Exchange and FindCase: an empty id or number is not found
+// (Store.ExchangeDetails).
 func (s *service) Exchange(ctx context.Context, caller certs.Identity, id string) (*ExchangeView, error) {
-	if id == "" {
-		return nil, newError(CodeNotFound, "no such exchange")
-	}
 	return s.view(ctx, caller, id, "")
 }
 
 func (s *service) FindCase(ctx context.Context, caller certs.Identity, caseNo string) (*ExchangeView, error) {
-	if caseNo == "" {
-		return nil, newError(CodeNotFound, "no such exchange")
-	}
 	return s.view(ctx, caller, "", caseNo)
 }
 

@@ -125,9 +125,9 @@ func (s *sqlStore) committer() {
 			}
 			batch = append(batch, j)
 		}
-		waiting := s.runBatch(batch)
+		othersWaiting := s.runBatch(batch)
 		s.commits.Add(1)
-		contended = len(batch) > 1 || waiting
+		contended = len(batch) > 1 || othersWaiting
 	}
 }
 
@@ -155,8 +155,8 @@ var (
 
 // runBatch runs batch in one transaction (a single job in its own) and
 // answers each job. It reports whether other jobs were waiting when the
-// transaction ended — looked at before the batch's callers are answered, since a lone
-// writer's next job may be queued as soon as it has its answer.
+// transaction ended, looked at before the batch's callers are answered: a
+// lone writer's next job may be queued as soon as it has its answer.
 func (s *sqlStore) runBatch(batch []*txJob) (waiting bool) {
 	queued := func() bool { return len(s.first)+len(s.jobs) > 0 }
 	if len(batch) == 1 {
