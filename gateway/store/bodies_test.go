@@ -1,8 +1,10 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"path/filepath"
 	"testing"
 	"time"
@@ -115,5 +117,41 @@ func TestBodiesStoredOnce(t *testing.T) {
 	}
 	if got, err := s.GetExchange(ctx, ex.ID); err != nil || got.TargetCaseNo != "LW-9" || string(got.Request) != "<CASE>new</CASE>" {
 		t.Errorf("after delivery: %+v, %v", got, err)
+	}
+}
+
+// TestRecordStoredAsDelta: a translated record that carries its request's
+// materials takes a fraction of its size in exchange_bodies (delta.go),
+// and reads back whole.
+func TestRecordStoredAsDelta(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "tongban.db")
+	s, err := store.OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	content := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte("scan of a business licence "), 700))
+	req := "<CASE><CONTENT>" + content + "</CONTENT></CASE>"
+	rec := `{"materials":[{"content":"` + content + `"}]}`
+	ex := &store.Exchange{From: "440605", To: "440103", SourceCaseNo: "BIG-1", Request: []byte(req), Translated: []byte(rec)}
+	if _, err := s.CreateExchange(ctx, ex, store.LogAppend{Kind: "exchange", Bytes: []byte(`{}`)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var reqLen, recLen int
+	if err := db.QueryRow(`SELECT length(request), length(translated) FROM exchange_bodies WHERE exchange_id = ?`, ex.ID).Scan(&reqLen, &recLen); err != nil {
+		t.Fatal(err)
+	}
+	if reqLen != len(req) || recLen > 100 {
+		t.Errorf("stored request %d bytes (want %d), record %d bytes (want under 100 of %d)", reqLen, len(req), recLen, len(rec))
+	}
+	got, err := s.GetExchange(ctx, ex.ID)
+	if err != nil || string(got.Translated) != rec {
+		t.Errorf("read back: %v", err)
 	}
 }

@@ -12,21 +12,24 @@ import (
 // deliveryCols are read from deliveries (unaliased: also the RETURNING of
 // the claims). Rows queued since migration 4 do not copy the translated
 // record (payload is NULL): the second column reads it from the exchange's
-// bodies (a case) or from the status row (a status update), which are
-// never updated. Rows queued before keep their own copy.
+// bodies (a case; the third reads the request, which a case's record is
+// stored against: delta.go) or from the status row (a status update),
+// which are never updated. Rows queued before keep their own copy.
 const deliveryCols = `id, exchange_id, seq, to_division, kind, payload,
 	CASE WHEN deliveries.payload IS NOT NULL THEN NULL
 		WHEN deliveries.seq = 0 THEN (SELECT b.translated FROM exchange_bodies b WHERE b.exchange_id = deliveries.exchange_id)
 		ELSE (SELECT s.translated FROM statuses s WHERE s.exchange_id = deliveries.exchange_id AND s.seq = deliveries.seq) END,
+	CASE WHEN deliveries.payload IS NULL AND deliveries.seq = 0
+		THEN (SELECT b.request FROM exchange_bodies b WHERE b.exchange_id = deliveries.exchange_id) END,
 	event_index, state, attempts, next_attempt_ns, last_error, partner_case_no, reason, updated_ns, payload_sm3`
 
 func (s *sqlStore) scanDelivery(row interface{ Scan(...any) error }) (*Delivery, error) {
 	var (
 		d                               Delivery
 		seq, event, attempts, next, upd int64
-		sum, source                     []byte
+		sum, source, request            []byte
 	)
-	err := row.Scan(&d.ID, &d.ExchangeID, &seq, &d.To, &d.Kind, &d.Payload, &source, &event, &d.State, &attempts, &next,
+	err := row.Scan(&d.ID, &d.ExchangeID, &seq, &d.To, &d.Kind, &d.Payload, &source, &request, &event, &d.State, &attempts, &next,
 		&d.LastError, &d.PartnerCaseNo, &d.Reason, &upd, &sum)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
@@ -38,7 +41,7 @@ func (s *sqlStore) scanDelivery(row interface{ Scan(...any) error }) (*Delivery,
 	case d.Payload != nil:
 		d.Payload, err = s.open(d.Payload, placeDeliveryPayload, d.ID)
 	case seq == 0:
-		d.Payload, err = s.open(source, placeExchangeTranslated, d.ExchangeID)
+		d.Payload, err = s.caseRecord(source, request, d.ExchangeID)
 	default:
 		d.Payload, err = s.open(source, placeStatusTranslated, statusPlace(d.ExchangeID, int(seq)))
 	}

@@ -180,7 +180,7 @@ func (s *sqlStore) scanExchange(row interface{ Scan(...any) error }) (*Exchange,
 	if ex.Request, err = s.open(ex.Request, placeExchangeRequest, ex.ID); err != nil {
 		return nil, err
 	}
-	if ex.Translated, err = s.open(ex.Translated, placeExchangeTranslated, ex.ID); err != nil {
+	if ex.Translated, err = s.caseRecord(ex.Translated, ex.Request, ex.ID); err != nil {
 		return nil, err
 	}
 	if ex.LeafHash, err = hash32(leaf); err != nil {
@@ -268,7 +268,7 @@ func (s *sqlStore) CreateExchange(ctx context.Context, ex *Exchange, entry LogAp
 			return fmt.Errorf("store: insert exchange: %w", err)
 		}
 		_, err = s.txExec(ctx, tx, qInsertBodies, n.ID,
-			s.seal(n.Request, placeExchangeRequest, n.ID), s.seal(n.Translated, placeExchangeTranslated, n.ID))
+			s.seal(n.Request, placeExchangeRequest, n.ID), s.seal(deltaAgainst(n.Translated, n.Request), placeExchangeTranslated, n.ID))
 		if err != nil {
 			return fmt.Errorf("store: insert exchange bodies: %w", err)
 		}

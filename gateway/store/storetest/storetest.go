@@ -23,11 +23,14 @@ package storetest
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -68,6 +71,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Opener) {
 		{"ClaimPerPartner", testClaimPerPartner},
 		{"ConcurrentClaimersPerPartner", testConcurrentClaimersPerPartner},
 		{"PayloadSM3", testPayloadSM3},
+		{"LargeBodies", testLargeBodies},
 		{"Nonces", testNonces},
 		{"ConcurrentNonces", testConcurrentNonces},
 		{"Drafts", testDrafts},
@@ -1335,6 +1339,79 @@ func testPayloadSM3(t *testing.T, open Opener) {
 	got := claimFor(t, s, nanhai, time.Now(), 10)
 	if len(got) != 1 || got[0].ID != with.ID+".1" || got[0].PayloadSM3 != st.TranslatedSM3 {
 		t.Fatalf("claimed %v, want the status with its digest %x", got, st.TranslatedSM3)
+	}
+}
+
+// testLargeBodies: cases whose translated record carries the request's
+// materials (as real ones do: the store may keep such a record as a delta
+// against its request), one with materials of its own and one whose
+// materials the request wraps over several lines, read back byte for byte
+// by every read that returns them.
+func testLargeBodies(t *testing.T, open Opener) {
+	s := handle(t, open)
+	r := rand.New(rand.NewPCG(9, 9))
+	mat := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(r.Uint32())
+		}
+		return base64.StdEncoding.EncodeToString(b)
+	}
+	m := []string{mat(6000), mat(300), mat(9000)}
+	wrapped := func(s string) string {
+		var b strings.Builder
+		for len(s) > 76 {
+			b.WriteString(s[:76] + "\r\n")
+			s = s[76:]
+		}
+		return b.String() + s
+	}
+	cases := []struct{ name, request, translated string }{
+		{"shared", fmt.Sprintf("<CASE><M>%s</M><M>%s</M><M>%s</M></CASE>", m[0], m[1], m[2]),
+			fmt.Sprintf(`{"materials":[{"content":"%s"},{"content":"%s"},{"content":"%s"}],"note":"\u5ba1"}`, m[2], m[0], m[1])},
+		{"own", fmt.Sprintf("<CASE><M>%s</M></CASE>", m[0]), fmt.Sprintf(`{"materials":[{"content":"%s"}]}`, mat(5000))},
+		{"wrapped", fmt.Sprintf("<CASE><M>%s</M></CASE>", wrapped(m[2])), fmt.Sprintf(`{"materials":[{"content":"%s"}]}`, m[2])},
+	}
+	for _, c := range cases {
+		ex := newExchange(nanhai, uniq("NH-BIG-"))
+		ex.Request, ex.Translated = []byte(c.request), []byte(c.translated)
+		if _, err := s.CreateExchange(ctx, ex, entry("exchange", ex.ID, nil), receiptFor(ex.ID)); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		check := func(what string, req, rec []byte) {
+			t.Helper()
+			if req != nil && string(req) != c.request {
+				t.Errorf("%s: %s: request of %d bytes, want the %d sent", c.name, what, len(req), len(c.request))
+			}
+			if string(rec) != c.translated {
+				t.Errorf("%s: %s: record of %d bytes, want the %d stored", c.name, what, len(rec), len(c.translated))
+			}
+		}
+		got, err := s.GetExchange(ctx, ex.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check("GetExchange", got.Request, got.Translated)
+		if got, err = s.FindExchange(ctx, ex.SourceCaseNo); err != nil {
+			t.Fatal(err)
+		}
+		check("FindExchange", got.Request, got.Translated)
+		gotEx, _, dls, err := s.ExchangeDetails(ctx, ex.ID, "")
+		if err != nil || len(dls) != 1 {
+			t.Fatalf("ExchangeDetails: %d deliveries, %v", len(dls), err)
+		}
+		check("ExchangeDetails", gotEx.Request, gotEx.Translated)
+		check("ExchangeDetails delivery", nil, dls[0].Payload)
+		check("GetDelivery", nil, mustDelivery(t, s, ex.ID).Payload)
+	}
+	claimed := claimFor(t, s, liwan, time.Now(), 10)
+	if len(claimed) != len(cases) {
+		t.Fatalf("claimed %d, want %d", len(claimed), len(cases))
+	}
+	for i, d := range claimed {
+		if string(d.Payload) != cases[i].translated {
+			t.Errorf("%s: claimed payload of %d bytes, want the %d stored", cases[i].name, len(d.Payload), len(cases[i].translated))
+		}
 	}
 }
 
