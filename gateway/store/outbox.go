@@ -23,56 +23,102 @@ const deliveryCols = `id, exchange_id, seq, to_division, kind, payload,
 		THEN (SELECT b.request FROM exchange_bodies b WHERE b.exchange_id = deliveries.exchange_id) END,
 	event_index, state, attempts, next_attempt_ns, last_error, partner_case_no, reason, updated_ns, payload_sm3`
 
-func (s *sqlStore) scanDelivery(row interface{ Scan(...any) error }) (*Delivery, error) {
+// storedDelivery is a delivery row as read: its payload is opened (and a
+// case's record rebuilt against its request) by payload, which the claims
+// call after their transaction, off the writer connection.
+type storedDelivery struct {
+	Delivery
+	seq             int64
+	source, request []byte
+}
+
+func scanStoredDelivery(row interface{ Scan(...any) error }) (storedDelivery, error) {
 	var (
-		d                               Delivery
-		seq, event, attempts, next, upd int64
-		sum, source, request            []byte
+		r                         storedDelivery
+		event, attempts, next, up int64
+		sum                       []byte
 	)
-	err := row.Scan(&d.ID, &d.ExchangeID, &seq, &d.To, &d.Kind, &d.Payload, &source, &request, &event, &d.State, &attempts, &next,
-		&d.LastError, &d.PartnerCaseNo, &d.Reason, &upd, &sum)
+	err := row.Scan(&r.ID, &r.ExchangeID, &r.seq, &r.To, &r.Kind, &r.Payload, &r.source, &r.request, &event, &r.State, &attempts, &next,
+		&r.LastError, &r.PartnerCaseNo, &r.Reason, &up, &sum)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrNotFound
+		return r, ErrNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("store: read delivery: %w", err)
+		return r, fmt.Errorf("store: read delivery: %w", err)
 	}
+	r.Seq, r.EventIndex, r.Attempts = int(r.seq), uint64(event), int(attempts)
+	r.NextAttempt, r.UpdatedAt = fromNs(next), fromNs(up)
+	if len(sum) == len(r.PayloadSM3) {
+		copy(r.PayloadSM3[:], sum)
+	}
+	return r, nil
+}
+
+// payload returns the delivery with its payload opened.
+func (s *sqlStore) payload(r storedDelivery) (Delivery, error) {
+	d := r.Delivery
+	var err error
 	switch {
 	case d.Payload != nil:
 		d.Payload, err = s.open(d.Payload, placeDeliveryPayload, d.ID)
-	case seq == 0:
-		d.Payload, err = s.caseRecord(source, request, d.ExchangeID)
+	case r.seq == 0:
+		d.Payload, err = s.caseRecord(r.source, r.request, d.ExchangeID)
 	default:
-		d.Payload, err = s.open(source, placeStatusTranslated, statusPlace(d.ExchangeID, int(seq)))
+		d.Payload, err = s.open(r.source, placeStatusTranslated, statusPlace(d.ExchangeID, d.Seq))
 	}
+	return d, err
+}
+
+func (s *sqlStore) scanDelivery(row interface{ Scan(...any) error }) (*Delivery, error) {
+	r, err := scanStoredDelivery(row)
 	if err != nil {
 		return nil, err
 	}
-	d.Seq, d.EventIndex, d.Attempts = int(seq), uint64(event), int(attempts)
-	d.NextAttempt, d.UpdatedAt = fromNs(next), fromNs(upd)
-	if len(sum) == len(d.PayloadSM3) {
-		copy(d.PayloadSM3[:], sum)
+	d, err := s.payload(r)
+	if err != nil {
+		return nil, err
 	}
 	return &d, nil
 }
 
-func (s *sqlStore) scanDeliveries(rows *sql.Rows, err error) ([]Delivery, error) {
+func scanStoredDeliveries(rows *sql.Rows, err error) ([]storedDelivery, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: deliveries: %w", err)
 	}
 	defer rows.Close()
-	var out []Delivery
+	var out []storedDelivery
 	for rows.Next() {
-		d, err := s.scanDelivery(rows)
+		r, err := scanStoredDelivery(rows)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, *d)
+		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: deliveries: %w", err)
 	}
 	return out, nil
+}
+
+// payloads opens the payloads of stored rows, in order.
+func (s *sqlStore) payloads(rows []storedDelivery) ([]Delivery, error) {
+	var out []Delivery
+	for _, r := range rows {
+		d, err := s.payload(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func (s *sqlStore) scanDeliveries(rows *sql.Rows, err error) ([]Delivery, error) {
+	stored, err := scanStoredDeliveries(rows, err)
+	if err != nil {
+		return nil, err
+	}
+	return s.payloads(stored)
 }
 
 // dueCondition selects claimable rows of deliveries d: queued rows (due at
@@ -124,12 +170,16 @@ func (s *sqlStore) ClaimDeliveries(ctx context.Context, now, leaseUntil time.Tim
 		return nil, nil
 	}
 	nowNs := ns(now)
-	var out []Delivery
+	var stored []storedDelivery
 	err := s.inTxFirst(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
-		out, err = s.scanDeliveries(s.txQuery(ctx, tx, qClaim, nowNs, nowNs, limit, ns(leaseUntil), ns(s.now())))
+		stored, err = scanStoredDeliveries(s.txQuery(ctx, tx, qClaim, nowNs, nowNs, limit, ns(leaseUntil), ns(s.now())))
 		return err
 	})
+	if err != nil {
+		return nil, err
+	}
+	out, err := s.payloads(stored)
 	if err != nil {
 		return nil, err
 	}
@@ -144,12 +194,16 @@ func (s *sqlStore) ClaimDeliveriesFor(ctx context.Context, division string, now,
 		return nil, nil
 	}
 	nowNs := ns(now)
-	var out []Delivery
+	var stored []storedDelivery
 	err := s.inTxFirst(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
-		out, err = s.scanDeliveries(s.txQuery(ctx, tx, qClaimFor, division, nowNs, nowNs, limit, ns(leaseUntil), ns(s.now())))
+		stored, err = scanStoredDeliveries(s.txQuery(ctx, tx, qClaimFor, division, nowNs, nowNs, limit, ns(leaseUntil), ns(s.now())))
 		return err
 	})
+	if err != nil {
+		return nil, err
+	}
+	out, err := s.payloads(stored)
 	if err != nil {
 		return nil, err
 	}

@@ -237,6 +237,10 @@ func (s *sqlStore) CreateExchange(ctx context.Context, ex *Exchange, entry LogAp
 	if entry.Exchange == "" {
 		entry.Exchange = n.ID
 	}
+	// The bodies as stored, made before the transaction: on SQLite it runs
+	// on the one writer connection, which commits for every caller.
+	request := s.seal(n.Request, placeExchangeRequest, n.ID)
+	record := s.seal(deltaAgainst(n.Translated, n.Request), placeExchangeTranslated, n.ID)
 	var existing *Exchange
 	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		old, err := s.scanExchange(s.txQueryRow(ctx, tx, qExchangeBySource, n.From, n.SourceCaseNo))
@@ -267,8 +271,7 @@ func (s *sqlStore) CreateExchange(ctx context.Context, ex *Exchange, entry LogAp
 			}
 			return fmt.Errorf("store: insert exchange: %w", err)
 		}
-		_, err = s.txExec(ctx, tx, qInsertBodies, n.ID,
-			s.seal(n.Request, placeExchangeRequest, n.ID), s.seal(deltaAgainst(n.Translated, n.Request), placeExchangeTranslated, n.ID))
+		_, err = s.txExec(ctx, tx, qInsertBodies, n.ID, request, record)
 		if err != nil {
 			return fmt.Errorf("store: insert exchange bodies: %w", err)
 		}
