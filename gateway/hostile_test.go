@@ -910,6 +910,59 @@ func TestHostileReplay(t *testing.T) {
 	}
 }
 
+// TestHostileConcurrentReplay: copies of one signed case sent at once
+// (so that they pass the replay check before the body together) are
+// accepted once; every other copy is refused as replayed when its nonce,
+// recorded with what the request writes, is found taken. A refused case's
+// nonce is recorded too: its replay is 401, not the refusal again.
+func TestHostileConcurrentReplay(t *testing.T) {
+	e := newRelEnv(t)
+	body := e.nanhaiCase(t)
+	req, _ := e.signedRequest(t, e.pki.Nanhai, http.MethodPost, "/v1/exchanges", relXML, body)
+	const copies = 6
+	codes := make(chan string, copies)
+	var wg sync.WaitGroup
+	for range copies {
+		r := req.Clone(context.Background())
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := e.client.Do(r)
+			if err != nil {
+				codes <- err.Error()
+				return
+			}
+			defer resp.Body.Close()
+			var p struct{ Code string }
+			json.NewDecoder(resp.Body).Decode(&p)
+			codes <- fmt.Sprintf("%d %s", resp.StatusCode, p.Code)
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	got := map[string]int{}
+	for c := range codes {
+		got[c]++
+	}
+	if got["202 "] != 1 || got["401 replayed"] != copies-1 {
+		t.Errorf("answers %v, want one 202 and %d 401 replayed", got, copies-1)
+	}
+	if c := e.counts(t); c.Exchanges != 1 {
+		t.Errorf("%d exchanges, want 1", c.Exchanges)
+	}
+
+	bad := []byte(`<?xml version="1.0" encoding="GBK"?><CASE><PROJECT_NO>1</PROJECT_NO></CASE>`)
+	req, _ = e.signedRequest(t, e.pki.Nanhai, http.MethodPost, "/v1/exchanges", relXML, bad)
+	again := req.Clone(context.Background())
+	again.Body = io.NopCloser(bytes.NewReader(bad))
+	first := e.do(t, req)
+	if first.Status/100 != 4 || first.Status == 401 {
+		t.Fatalf("the invalid case: %d %s, want its refusal", first.Status, first.Body)
+	}
+	relCheckProblem(t, e.do(t, again), 401, "replayed")
+}
+
 // TestHostileOthersCase: a partner that is not a district of an exchange
 // can neither read it nor send it a status (404, as if it did not exist),
 // and a district of the exchange cannot address it with a case number

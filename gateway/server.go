@@ -187,7 +187,8 @@ func NewServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*Server, 
 	svc = MetricsMiddleware(requests, latency)(svc)
 	s.Service = svc
 
-	verifier := &httpsig.Verifier{Trust: s.Trust, Nonces: storeNonces{s.Store}, PublicURL: cfg.PublicURL, MaxBody: cfg.MaxBodyBytes}
+	verifier := &httpsig.Verifier{Trust: s.Trust, Nonces: newStoreNonces(s.Store, cfg.Store.Driver), PublicURL: cfg.PublicURL, MaxBody: cfg.MaxBodyBytes,
+		Defer: writesWithEntry}
 	routes := map[string]http.Handler{}
 	s.adminRoutes(routes)
 	s.auditRoutes(routes)
@@ -334,11 +335,54 @@ func (s *Server) decisionCounter(source string) stdprom.Collector {
 }
 
 // storeNonces keeps the signature nonces in the store, so a request replayed
-// to another replica is refused too.
-type storeNonces struct{ s store.Store }
+// to another replica is refused too: the store's unique key is the atomic
+// check. What this process recorded is also kept in memory (recent), which
+// answers the replay check before the body is read (Seen) without a query.
+// With one gateway on SQLite the memory is all there is to see but for
+// what was recorded before a restart; with replicas sharing PostgreSQL a
+// nonce the memory does not hold is looked up. A replay the check misses
+// is still refused (401 replayed) when its nonce is recorded.
+type storeNonces struct {
+	s      store.Store
+	recent *httpsig.MemoryNonces
+	shared bool // replicas may share the store: look up what memory misses
+}
 
-func (n storeNonces) Remember(ctx context.Context, keyID, nonce string, until time.Time) (bool, error) {
-	return n.s.RememberNonce(ctx, keyID, nonce, until)
+func newStoreNonces(s store.Store, driver string) *storeNonces {
+	return &storeNonces{s: s, recent: httpsig.NewMemoryNonces(0), shared: driver != store.DriverSQLite && driver != "sqlite3"}
+}
+
+func (n *storeNonces) Remember(ctx context.Context, keyID, nonce string, until time.Time) (bool, error) {
+	fresh, err := n.s.RememberNonce(ctx, keyID, nonce, until)
+	if err == nil {
+		n.Note(keyID, nonce, until)
+	}
+	return fresh, err
+}
+
+// Note implements httpsig.NonceNoter. A full memory only makes Seen miss.
+func (n *storeNonces) Note(keyID, nonce string, until time.Time) {
+	n.recent.Remember(context.Background(), keyID, nonce, until)
+}
+
+// Seen implements httpsig.NonceChecker.
+func (n *storeNonces) Seen(ctx context.Context, keyID, nonce string) (bool, error) {
+	if seen, _ := n.recent.Seen(ctx, keyID, nonce); seen || !n.shared {
+		return seen, nil
+	}
+	return n.s.NonceSeen(ctx, keyID, nonce)
+}
+
+// writesWithEntry selects the requests whose nonce the service records in
+// the transaction of what they write (a case, a status, or the denial
+// entry of a refusal): one commit a request instead of two
+// (httpsig.Verifier.Defer, foldNonce).
+func writesWithEntry(r *http.Request) bool {
+	if r.Method != http.MethodPost {
+		return false
+	}
+	p := r.URL.Path
+	return p == "/v1/exchanges" || p == "/v1/status" || (strings.HasPrefix(p, "/v1/exchanges/") && strings.HasSuffix(p, "/status"))
 }
 
 // Ready reports whether the gateway may serve: store reachable, signing key

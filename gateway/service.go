@@ -214,12 +214,13 @@ func (s *service) Submit(ctx context.Context, req Request) (_ *Receipt, err erro
 		DeliveryState: store.StateQueued, CreatedAt: now,
 	}
 	rc := &Receipt{ExchangeID: id, State: store.StateQueued, Decision: &ReceiptDecision{Allow: true, Mode: d.Mode, Revision: d.Revision}}
+	settle := foldNonce(ctx, &entry)
 	saved, err := s.store.CreateExchange(ctx, ex, entry, receiptBytes(rc))
-	if errors.Is(err, store.ErrDuplicate) && saved != nil {
+	if err = settle(err); errors.Is(err, store.ErrDuplicate) && saved != nil {
 		return s.replay(saved.RequestDigest, req.Signed.Digest, saved.Receipt)
 	}
 	if err != nil {
-		return nil, internal(err)
+		return nil, internalUnlessRefused(err)
 	}
 	s.accepted()
 	return decodeReceipt(saved.Receipt, false)
@@ -285,14 +286,15 @@ func (s *service) UpdateStatus(ctx context.Context, req StatusRequest) (_ *Recei
 	}
 	rc := &Receipt{ExchangeID: ex.ID, State: store.StateQueued}
 	terminal := func(state string) bool { return adapters.State(state).Terminal() }
+	settle := foldNonce(ctx, &entry)
 	saved, err := s.store.AddStatus(ctx, st, terminal, entry, receiptBytes(rc))
-	switch {
+	switch err = settle(err); {
 	case errors.Is(err, store.ErrDuplicate) && saved != nil:
 		return decodeReceipt(saved.Receipt, true)
 	case errors.Is(err, store.ErrInvalidTransition):
 		return nil, newError(CodeInvalidTransition, "the case has reached a terminal state")
 	case err != nil:
-		return nil, internal(err)
+		return nil, internalUnlessRefused(err)
 	}
 	s.accepted()
 	return decodeReceipt(saved.Receipt, false)
@@ -380,6 +382,9 @@ func (s *service) view(ctx context.Context, caller certs.Identity, id, caseNo st
 // deny records an authenticated refusal in the exchange log (exchange-log.md
 // kind "denied") and returns the domain error to answer with.
 func (s *service) deny(ctx context.Context, req Request, err error) error {
+	if refusedBySignature(err) {
+		return err // answered as the verifier would, and not logged
+	}
 	e := asError(err)
 	if e.Code == CodeInternal {
 		s.log.ErrorContext(ctx, "internal error", "err", e.Err)
@@ -404,11 +409,58 @@ func (s *service) deny(ctx context.Context, req Request, err error) error {
 	if merr != nil {
 		return internal(merr)
 	}
+	settle := foldNonce(ctx, &entry)
 	if _, aerr := s.store.AppendEntry(ctx, entry); aerr != nil {
+		if aerr = settle(aerr); refusedBySignature(aerr) {
+			return aerr
+		}
 		s.log.ErrorContext(ctx, "recording a denial failed", "err", aerr)
 		return internal(aerr)
 	}
+	settle(nil)
 	return e
+}
+
+// foldNonce puts the request's deferred signature nonce (httpsig
+// Verifier.Defer: the routes that write) into entry, so that it is recorded
+// in the transaction that appends it rather than in one of its own. The
+// returned function takes the store's answer: the nonce is settled when the
+// transaction committed or found it replayed (then the answer is 401
+// replayed); otherwise (a duplicate, an error: nothing was written) the
+// verifier's middleware records it before the response goes out.
+func foldNonce(ctx context.Context, entry *store.LogAppend) func(error) error {
+	vf, ok := httpsig.FromContext(ctx)
+	if !ok || vf.Pending == nil || vf.Pending.Settled() {
+		return func(err error) error { return err }
+	}
+	p := vf.Pending
+	entry.Nonce = &store.Nonce{KeyID: p.KeyID, Value: p.Nonce, Until: p.Until}
+	return func(err error) error {
+		switch {
+		case err == nil:
+			p.Settle()
+		case errors.Is(err, store.ErrReplayed):
+			p.Settle()
+			return httpsig.ErrReplayed.WithDetail("this nonce was already used")
+		}
+		return err
+	}
+}
+
+// refusedBySignature: err is the verifier's refusal (replayed, found when
+// the deferred nonce was recorded).
+func refusedBySignature(err error) bool {
+	var se *httpsig.Error
+	return errors.As(err, &se)
+}
+
+// internalUnlessRefused is internal(err), except for the verifier's
+// refusals, answered as they are.
+func internalUnlessRefused(err error) error {
+	if refusedBySignature(err) {
+		return err
+	}
+	return internal(err)
 }
 
 // Translation is the pure part of the exchange pipeline: what the policy

@@ -28,6 +28,13 @@ type NonceChecker interface {
 	Seen(ctx context.Context, keyID, nonce string) (bool, error)
 }
 
+// NonceNoter is optionally implemented by a NonceStore that keeps a
+// faster copy of what it recorded (for NonceChecker): the verifier tells
+// it of deferred nonces the handler recorded itself (Verifier.Defer).
+type NonceNoter interface {
+	Note(keyID, nonce string, until time.Time)
+}
+
 // ErrNonceStoreFull is returned by MemoryNonces when it holds its maximum
 // of unexpired nonces; the verifier answers 429 rate_limited.
 var ErrNonceStoreFull = errors.New("httpsig: nonce store full")

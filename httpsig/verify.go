@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tongban/tongban/certs"
@@ -139,7 +140,26 @@ type Verified struct {
 	Created        time.Time         // the signature's created parameter
 	Nonce          string            // the signature's nonce
 	Components     RequestComponents // for SignResponse: method, target URI, content-digest
+	// Pending is the nonce still to record when the Verifier deferred it
+	// to the handler (Verifier.Defer); nil when it is recorded.
+	Pending *PendingNonce
 }
+
+// PendingNonce is a verified request's nonce that the handler records in
+// the same transaction as what the request writes (one commit instead of
+// two), then marks Settled. Verifier.Settle records it on its own when the
+// handler did not.
+type PendingNonce struct {
+	KeyID, Nonce string
+	Until        time.Time
+	settled      atomic.Bool
+}
+
+// Settle marks the nonce recorded (or found replayed) by the handler.
+func (p *PendingNonce) Settle() { p.settled.Store(true) }
+
+// Settled reports whether Settle was called.
+func (p *PendingNonce) Settled() bool { return p.settled.Load() }
 
 type verifiedKey struct{}
 
@@ -170,6 +190,12 @@ type Verifier struct {
 	// component of POST, PUT and PATCH (a partner receiving deliveries).
 	// Without it the fifth component is accepted but optional.
 	RequireIdempotencyKey bool
+	// Defer, when set, selects requests whose nonce is not recorded by
+	// Verify but handed to the handler (Verified.Pending) to record with
+	// its own write; Settle records what the handler did not. The replay
+	// check before the body is read stays (Nonces must implement
+	// NonceChecker), and the atomic one moves into the handler's write.
+	Defer func(*http.Request) bool
 
 	once    sync.Once
 	base    string
@@ -187,6 +213,10 @@ func (v *Verifier) init() {
 		}
 		if v.Nonces == nil {
 			v.Nonces = NewMemoryNonces(0)
+		}
+		if _, ok := v.Nonces.(NonceChecker); v.Defer != nil && !ok {
+			v.initErr = errors.New("httpsig: Verifier.Defer needs Nonces that implement NonceChecker")
+			return
 		}
 		if v.MaxBody <= 0 {
 			v.MaxBody = DefaultMaxBody
@@ -223,9 +253,56 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 			v.OnError(w, r, err)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), verified)))
+		r = r.WithContext(NewContext(r.Context(), verified))
+		if verified.Pending == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		sw := &settlingWriter{ResponseWriter: w, v: v, r: r}
+		next.ServeHTTP(sw, r)
+		sw.settle()
 	})
 }
+
+// settlingWriter records a deferred nonce the handler left unrecorded
+// before the first byte of the answer goes out (Verifier.Defer): if it
+// turns out replayed, the handler's answer is replaced by the refusal and
+// what the handler writes is dropped.
+type settlingWriter struct {
+	http.ResponseWriter
+	v       *Verifier
+	r       *http.Request
+	done    bool // settled
+	refused bool // the answer is the refusal: drop the handler's
+}
+
+func (w *settlingWriter) settle() {
+	if w.done {
+		return
+	}
+	w.done = true
+	if err := w.v.Settle(w.r.Context()); err != nil {
+		w.refused = true
+		clear(w.ResponseWriter.Header()) // the handler's, signature fields included
+		w.v.OnError(w.ResponseWriter, w.r, err)
+	}
+}
+
+func (w *settlingWriter) WriteHeader(code int) {
+	if w.settle(); !w.refused {
+		w.ResponseWriter.WriteHeader(code)
+	}
+}
+
+func (w *settlingWriter) Write(b []byte) (int, error) {
+	if w.settle(); w.refused {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w *settlingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // Verify runs the checks of signing.md on r, in its order:
 //
@@ -241,7 +318,8 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 //     it whole), hashed while read, equal to Content-Digest → 400
 //     digest_mismatch (a GET or DELETE must have no body);
 //  7. the SM2 signature over the rebuilt base → 401 signature_invalid;
-//  8. the nonce recorded atomically until created+Window → 401 replayed.
+//  8. the nonce recorded atomically until created+Window → 401 replayed
+//     (for a request Defer selects: by the handler, with its write).
 //
 // On success r.Body is replaced by the buffered body. The error is always
 // an *Error.
@@ -348,15 +426,10 @@ func (v *Verifier) Verify(r *http.Request) (*Verified, error) {
 		return nil, ErrSignatureInvalid.withCause("", err)
 	}
 
-	fresh, err := v.Nonces.Remember(ctx, rc.params.keyID, rc.params.nonce, created.Add(v.Window))
-	if err != nil {
-		if errors.Is(err, ErrNonceStoreFull) {
-			return nil, ErrRateLimited.withCause("", err)
-		}
-		return nil, ErrInternal.withCause("", err)
-	}
-	if !fresh {
-		return nil, ErrReplayed.WithDetail("this nonce was already used")
+	if v.Defer != nil && v.Defer(r) {
+		vf.Pending = &PendingNonce{KeyID: rc.params.keyID, Nonce: rc.params.nonce, Until: created.Add(v.Window)}
+	} else if err := v.remember(ctx, rc.params.keyID, rc.params.nonce, created.Add(v.Window)); err != nil {
+		return nil, err
 	}
 
 	if r.Body != nil {
@@ -377,6 +450,41 @@ func (v *Verifier) Verify(r *http.Request) (*Verified, error) {
 		KeyID:         rc.params.keyID,
 	}
 	return vf, nil
+}
+
+// remember records a nonce in Nonces: ErrReplayed if it is there already.
+func (v *Verifier) remember(ctx context.Context, keyID, nonce string, until time.Time) error {
+	fresh, err := v.Nonces.Remember(ctx, keyID, nonce, until)
+	if err != nil {
+		if errors.Is(err, ErrNonceStoreFull) {
+			return ErrRateLimited.withCause("", err)
+		}
+		return ErrInternal.withCause("", err)
+	}
+	if !fresh {
+		return ErrReplayed.WithDetail("this nonce was already used")
+	}
+	return nil
+}
+
+// Settle records the deferred nonce of the request in ctx (Defer) unless
+// the handler did; an *Error (replayed, rate_limited, internal) when it
+// cannot, which the caller answers instead of the handler's result. A
+// request without a deferred nonce settles to nil.
+func (v *Verifier) Settle(ctx context.Context) error {
+	vf, ok := FromContext(ctx)
+	if !ok || vf.Pending == nil {
+		return nil
+	}
+	p := vf.Pending
+	if p.Settled() {
+		if n, ok := v.Nonces.(NonceNoter); ok {
+			n.Note(p.KeyID, p.Nonce, p.Until)
+		}
+		return nil
+	}
+	p.Settle()
+	return v.remember(ctx, p.KeyID, p.Nonce, p.Until)
 }
 
 // readBody reads at most max bytes of r.Body, hashing them with SM3 as

@@ -2,10 +2,12 @@ package httpsig
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -493,4 +495,96 @@ func TestParseContentType(t *testing.T) {
 	if _, _, err := ParseContentType("no slash;;"); err == nil {
 		t.Error("bad Content-Type accepted")
 	}
+}
+
+// TestDeferredNonce: for a request Defer selects, Verify checks the nonce
+// is not recorded but leaves recording it to the handler (Pending); the
+// middleware records what the handler did not before the answer goes out,
+// and when that finds the nonce used meanwhile (a concurrent copy of the
+// request), the handler's answer is replaced by 401 replayed.
+func TestDeferredNonce(t *testing.T) {
+	body := []byte(`{"caseId":"LW2026110200001"}`)
+	nonces := NewMemoryNonces(0)
+	v := newVerifier()
+	v.Nonces = nonces
+	v.Defer = func(r *http.Request) bool { return r.URL.Path == "/v1/exchanges" }
+
+	answer := func(handler http.HandlerFunc, r *http.Request) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		v.Middleware(handler).ServeHTTP(rec, r)
+		return rec
+	}
+	ok := func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("X-Handler", "1")
+		w.WriteHeader(http.StatusAccepted)
+		io.WriteString(w, "accepted")
+	}
+
+	// The handler records it (as the gateway does with its write): Verify
+	// left it pending, and the middleware does not record it again.
+	req := clientRequest(t, pki.Liwan, "POST", "/v1/exchanges", "application/json", body)
+	rec := answer(func(w http.ResponseWriter, r *http.Request) {
+		vf, _ := FromContext(r.Context())
+		if vf.Pending == nil || vf.Pending.Nonce != vf.Nonce || nonces.Len() != 0 {
+			t.Fatalf("pending %+v with %d nonces recorded, want the nonce pending and none recorded", vf.Pending, nonces.Len())
+		}
+		if fresh, err := nonces.Remember(r.Context(), vf.Pending.KeyID, vf.Pending.Nonce, vf.Pending.Until); !fresh || err != nil {
+			t.Fatalf("handler's record: %v %v", fresh, err)
+		}
+		vf.Pending.Settle()
+		ok(w, r)
+	}, receivedRequest(req, body))
+	if rec.Code != http.StatusAccepted || nonces.Len() != 1 {
+		t.Fatalf("settled by the handler: %d with %d nonces", rec.Code, nonces.Len())
+	}
+	// Its replay is refused before the body is read.
+	rec, p, _ := serve(t, v, receivedRequest(req, []byte("other")))
+	expect(t, "replay of a settled request", rec, p, 401, "replayed")
+
+	// The handler leaves it: recorded before the answer, and replayed after.
+	req = clientRequest(t, pki.Liwan, "POST", "/v1/exchanges", "application/json", body)
+	if rec := answer(ok, receivedRequest(req, body)); rec.Code != http.StatusAccepted || nonces.Len() != 2 {
+		t.Fatalf("left to the middleware: %d with %d nonces, want 202 and 2", rec.Code, nonces.Len())
+	}
+	rec, p, _ = serve(t, v, receivedRequest(req, body))
+	expect(t, "replay of a request the middleware settled", rec, p, 401, "replayed")
+
+	// Recorded meanwhile by a concurrent copy: the handler's answer, its
+	// headers included, gives way to the refusal.
+	req = clientRequest(t, pki.Liwan, "POST", "/v1/exchanges", "application/json", body)
+	rec = answer(func(w http.ResponseWriter, r *http.Request) {
+		vf, _ := FromContext(r.Context())
+		nonces.Remember(r.Context(), vf.Pending.KeyID, vf.Pending.Nonce, vf.Pending.Until)
+		ok(w, r)
+	}, receivedRequest(req, body))
+	if rec.Code != 401 || rec.Header().Get("X-Handler") != "" || strings.Contains(rec.Body.String(), "accepted") ||
+		!strings.Contains(rec.Body.String(), `"replayed"`) {
+		t.Errorf("concurrent copy: %d %v %s, want 401 replayed alone", rec.Code, rec.Header(), rec.Body)
+	}
+
+	// A handler that writes nothing still has the nonce recorded.
+	req = clientRequest(t, pki.Liwan, "POST", "/v1/exchanges", "application/json", body)
+	answer(func(http.ResponseWriter, *http.Request) {}, receivedRequest(req, body))
+	rec, p, _ = serve(t, v, receivedRequest(req, body))
+	expect(t, "replay of a request answered with nothing", rec, p, 401, "replayed")
+
+	// Routes Defer does not select record it in Verify, as before.
+	req = clientRequest(t, pki.Liwan, "POST", "/v1/status", "application/json", body)
+	_, _, vf := serve(t, v, receivedRequest(req, body))
+	if vf == nil || vf.Pending != nil {
+		t.Errorf("undeferred route: %+v, want a Verified with nothing pending", vf)
+	}
+
+	// Defer needs a store that can check without recording.
+	bad := newVerifier()
+	bad.Nonces, bad.Defer = rememberOnly{}, v.Defer
+	if _, err := bad.Verify(receivedRequest(clientRequest(t, pki.Liwan, "POST", "/v1/exchanges", "application/json", body), body)); err == nil {
+		t.Error("Defer without a NonceChecker was accepted")
+	}
+}
+
+type rememberOnly struct{}
+
+func (rememberOnly) Remember(context.Context, string, string, time.Time) (bool, error) {
+	return true, nil
 }

@@ -14,6 +14,7 @@ var (
 			ON CONFLICT (keyid, nonce) DO UPDATE SET until_ns = excluded.until_ns WHERE nonces.until_ns <= ?
 			RETURNING 1`)
 	qPurgeNonces = newQuery("DELETE FROM nonces WHERE until_ns <= ?")
+	qNonceSeen   = newQuery("SELECT COUNT(*) FROM nonces WHERE keyid = ? AND nonce = ? AND until_ns > ?")
 	qSaveDraft   = newQuery(`INSERT INTO drafts (id, revision, bundle, uploaded_by, uploaded_ns, validated, report)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`)
 	qDraft     = newQuery("SELECT id, revision, bundle, uploaded_by, uploaded_ns, validated, report FROM drafts WHERE id = ?")
@@ -30,18 +31,34 @@ var (
 func (s *sqlStore) RememberNonce(ctx context.Context, keyID, nonce string, until time.Time) (bool, error) {
 	var fresh bool
 	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		rows, err := s.txQuery(ctx, tx, qRememberNonce, keyID, nonce, ns(until), ns(s.now()))
-		if err != nil {
-			return fmt.Errorf("store: nonce: %w", err)
-		}
-		defer rows.Close()
-		fresh = rows.Next()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("store: nonce: %w", err)
-		}
-		return rows.Close()
+		var err error
+		fresh, err = s.rememberNonce(ctx, tx, keyID, nonce, until)
+		return err
 	})
 	return fresh, err
+}
+
+// rememberNonce is RememberNonce in the caller's transaction.
+func (s *sqlStore) rememberNonce(ctx context.Context, tx *sql.Tx, keyID, nonce string, until time.Time) (bool, error) {
+	rows, err := s.txQuery(ctx, tx, qRememberNonce, keyID, nonce, ns(until), ns(s.now()))
+	if err != nil {
+		return false, fmt.Errorf("store: nonce: %w", err)
+	}
+	defer rows.Close()
+	fresh := rows.Next()
+	if err := rows.Err(); err != nil {
+		return false, fmt.Errorf("store: nonce: %w", err)
+	}
+	return fresh, rows.Close()
+}
+
+// NonceSeen implements Store, on the readers.
+func (s *sqlStore) NonceSeen(ctx context.Context, keyID, nonce string) (bool, error) {
+	var n int
+	if err := s.dbQueryRow(ctx, s.r, qNonceSeen, keyID, nonce, ns(s.now())).Scan(&n); err != nil {
+		return false, fmt.Errorf("store: nonce: %w", err)
+	}
+	return n > 0, nil
 }
 
 // purgeNonces deletes expired nonces.

@@ -125,6 +125,15 @@ var (
 // appendEntry takes the next log index (locking log_head until commit, so
 // indexes are gapless and unique across every writer) and stores the entry.
 func (s *sqlStore) appendEntry(ctx context.Context, tx *sql.Tx, e LogAppend) (LogPosition, error) {
+	if n := e.Nonce; n != nil {
+		fresh, err := s.rememberNonce(ctx, tx, n.KeyID, n.Value, n.Until)
+		if err != nil {
+			return LogPosition{}, err
+		}
+		if !fresh {
+			return LogPosition{}, ErrReplayed
+		}
+	}
 	var size int64
 	if err := s.txQueryRow(ctx, tx, qNextIndex).Scan(&size); err != nil {
 		return LogPosition{}, fmt.Errorf("store: log head: %w", err)

@@ -33,6 +33,9 @@ var (
 	ErrInvalidTransition = errors.New("store: invalid transition")
 	// ErrConflict: a concurrent change won (e.g. delivery no longer claimable).
 	ErrConflict = errors.New("store: conflict")
+	// ErrReplayed: the entry's Nonce is already recorded and not expired;
+	// nothing of the transaction was written.
+	ErrReplayed = errors.New("store: nonce already recorded")
 )
 
 // Delivery states (gateway-api.md, "Delivery to partners").
@@ -59,6 +62,17 @@ type LogAppend struct {
 	// with LeafHash when the entry is serialized ([NewLogAppend]), so that
 	// the store's committer does not parse every entry again.
 	HasDecision bool
+	// Nonce, when set, is recorded in the transaction that appends the
+	// entry, as RememberNonce would: a request's signature nonce written
+	// with what the request changed, in one commit. If it is already
+	// recorded, the transaction fails with ErrReplayed.
+	Nonce *Nonce
+}
+
+// Nonce is a signature nonce to record until a time (signing.md).
+type Nonce struct {
+	KeyID, Value string
+	Until        time.Time
 }
 
 // LogPosition is where an appended entry landed.
@@ -260,6 +274,10 @@ type Store interface {
 	// RememberNonce records (keyID, nonce) until the given time; fresh is
 	// false if it was already recorded and not yet expired.
 	RememberNonce(ctx context.Context, keyID, nonce string, until time.Time) (fresh bool, err error)
+	// NonceSeen reports, without recording, whether (keyID, nonce) is
+	// recorded and not expired (a read: RememberNonce or an entry's Nonce
+	// stays the atomic check).
+	NonceSeen(ctx context.Context, keyID, nonce string) (bool, error)
 
 	// Policy administration. SaveDraft fills in an empty ID and UploadedAt;
 	// an ID already used is ErrDuplicate.

@@ -74,6 +74,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Opener) {
 		{"LargeBodies", testLargeBodies},
 		{"Nonces", testNonces},
 		{"ConcurrentNonces", testConcurrentNonces},
+		{"EntryNonce", testEntryNonce},
 		{"Drafts", testDrafts},
 		{"Activations", testActivations},
 		{"RecentDecisions", testRecentDecisions},
@@ -1498,6 +1499,87 @@ func testNonces(t *testing.T, open Opener) {
 		if fresh != step.fresh {
 			t.Errorf("RememberNonce(%s, %s) fresh = %v, want %v", step.key, step.nonce, fresh, step.fresh)
 		}
+	}
+}
+
+// testEntryNonce: a nonce given with an entry is recorded in the
+// transaction that appends it (CreateExchange, AddStatus, AppendEntry), as
+// RememberNonce records it; a nonce already recorded fails the whole
+// transaction with ErrReplayed and writes nothing; NonceSeen reads without
+// recording, and an expired nonce counts as unseen.
+func testEntryNonce(t *testing.T, open Opener) {
+	s, other := handle(t, open), handle(t, open)
+	key := uniq("key-")
+	until := time.Now().Add(5 * time.Minute)
+	seen := func(n string) bool {
+		t.Helper()
+		ok, err := other.NonceSeen(ctx, key, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	withNonce := func(e store.LogAppend, n string) store.LogAppend {
+		e.Nonce = &store.Nonce{KeyID: key, Value: n, Until: until}
+		return e
+	}
+
+	if seen("n1") {
+		t.Fatal("n1 seen before anything recorded it")
+	}
+	ex := newExchange(nanhai, uniq("NH-EN-"))
+	if _, err := s.CreateExchange(ctx, ex, withNonce(entry("exchange", ex.ID, nil), "n1"), receiptFor(ex.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if !seen("n1") {
+		t.Fatal("the nonce of a created exchange is not seen")
+	}
+	if fresh, err := other.RememberNonce(ctx, key, "n1", until); err != nil || fresh {
+		t.Errorf("RememberNonce after the exchange: fresh %v, %v; want not fresh", fresh, err)
+	}
+
+	size := logSize(t, s)
+	again := newExchange(nanhai, uniq("NH-EN-"))
+	if _, err := other.CreateExchange(ctx, again, withNonce(entry("exchange", again.ID, nil), "n1"), receiptFor(again.ID)); !errors.Is(err, store.ErrReplayed) {
+		t.Fatalf("CreateExchange with a used nonce: %v, want ErrReplayed", err)
+	}
+	if _, err := s.GetExchange(ctx, again.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the refused exchange was written: %v", err)
+	}
+	st := newStatus(ex, liwan, "IN_REVIEW", "en1")
+	if _, err := s.AddStatus(ctx, st, isTerminal, withNonce(entry("status", ex.ID, nil), "n1"), nil); !errors.Is(err, store.ErrReplayed) {
+		t.Fatalf("AddStatus with a used nonce: %v, want ErrReplayed", err)
+	}
+	if _, err := s.AppendEntry(ctx, withNonce(entry("denied", "", nil), "n1")); !errors.Is(err, store.ErrReplayed) {
+		t.Fatalf("AppendEntry with a used nonce: %v, want ErrReplayed", err)
+	}
+	if got := logSize(t, s); got != size {
+		t.Errorf("log grew from %d to %d with refused entries", size, got)
+	}
+	if sts, err := s.Statuses(ctx, ex.ID); err != nil || len(sts) != 0 {
+		t.Errorf("statuses after the refused one: %d, %v", len(sts), err)
+	}
+
+	// Fresh nonces go through each kind of write.
+	if _, err := s.AddStatus(ctx, st, isTerminal, withNonce(entry("status", ex.ID, nil), "n2"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AppendEntry(ctx, withNonce(entry("denied", "", nil), "n3")); err != nil {
+		t.Fatal(err)
+	}
+	if !seen("n2") || !seen("n3") || seen("n4") {
+		t.Errorf("seen n2 %v n3 %v n4 %v, want true true false", seen("n2"), seen("n3"), seen("n4"))
+	}
+
+	// An expired nonce is unseen and may be used again.
+	if fresh, err := s.RememberNonce(ctx, key, "old", time.Now().Add(-time.Second)); err != nil || !fresh {
+		t.Fatalf("RememberNonce(old): %v, %v", fresh, err)
+	}
+	if seen("old") {
+		t.Error("an expired nonce is seen")
+	}
+	if _, err := s.AppendEntry(ctx, withNonce(entry("denied", "", nil), "old")); err != nil {
+		t.Errorf("AppendEntry with an expired nonce: %v", err)
 	}
 }
 

@@ -1,0 +1,67 @@
+package gateway
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tongban/tongban/gateway/store"
+)
+
+// TestStoreNonces: what this process recorded, itself or folded into a
+// request's write (Note), is seen from memory; a nonce recorded only in the
+// store (another handle: another replica) is looked up when the store may
+// be shared, and missed on SQLite, where its write still refuses it.
+func TestStoreNonces(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "tongban.db")
+	open := func() store.Store {
+		s, err := store.OpenSQLite(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	st, other := open(), open()
+	until := time.Now().Add(5 * time.Minute)
+	for _, shared := range []bool{false, true} {
+		n := newStoreNonces(st, store.DriverSQLite)
+		n.shared = shared
+		seen := func(nonce string) bool {
+			t.Helper()
+			ok, err := n.Seen(ctx, "k", nonce)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ok
+		}
+		mine, noted, theirs := "mine-"+t.Name(), "noted", "theirs"
+		if shared {
+			mine, noted, theirs = mine+"-s", noted+"-s", theirs+"-s"
+		}
+		if fresh, err := n.Remember(ctx, "k", mine, until); err != nil || !fresh {
+			t.Fatalf("Remember: %v %v", fresh, err)
+		}
+		n.Note("k", noted, until)
+		if fresh, err := other.RememberNonce(ctx, "k", theirs, until); err != nil || !fresh {
+			t.Fatalf("RememberNonce on the other handle: %v %v", fresh, err)
+		}
+		if !seen(mine) || !seen(noted) {
+			t.Errorf("shared %v: own nonces not seen", shared)
+		}
+		if seen(theirs) != shared {
+			t.Errorf("shared %v: the other handle's nonce seen %v", shared, !shared)
+		}
+		if seen("never") {
+			t.Errorf("shared %v: an unknown nonce is seen", shared)
+		}
+		if fresh, err := n.Remember(ctx, "k", theirs, until); err != nil || fresh {
+			t.Errorf("shared %v: Remember of the other handle's nonce: fresh %v, %v", shared, fresh, err)
+		}
+	}
+	if newStoreNonces(st, store.DriverPostgres).shared != true {
+		t.Error("a PostgreSQL store is not looked up")
+	}
+}
