@@ -12,6 +12,19 @@ import (
 	"github.com/tongban/tongban/gateway/store"
 )
 
+// openFile opens a SQLite store in a new file, closed when the test ends,
+// and says where the file is.
+func openFile(t *testing.T) (store.Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "tongban.db")
+	s, err := store.OpenSQLite(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, path
+}
+
 // TestBodiesStoredOnce: since migration 4 an exchange's request and
 // translated record are written once, to exchange_bodies, and its outbox
 // row holds no copy (payload NULL) yet reads the record back; rows written
@@ -19,12 +32,7 @@ import (
 // did.
 func TestBodiesStoredOnce(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "tongban.db")
-	s, err := store.OpenSQLite(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, path := openFile(t)
 
 	created := time.Date(2026, 11, 2, 2, 0, 0, 0, time.UTC)
 	ex := &store.Exchange{From: "440605", To: "440103", SourceCaseNo: "NEW-1", Request: []byte("<CASE>new</CASE>"),
@@ -125,12 +133,7 @@ func TestBodiesStoredOnce(t *testing.T) {
 // and reads back whole.
 func TestRecordStoredAsDelta(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "tongban.db")
-	s, err := store.OpenSQLite(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, path := openFile(t)
 	content := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte("scan of a business licence "), 700))
 	req := "<CASE><CONTENT>" + content + "</CONTENT></CASE>"
 	rec := `{"materials":[{"content":"` + content + `"}]}`
