@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tongban/tongban/gateway/store"
+	"github.com/tongban/tongban/httpsig"
 )
 
 // TestStoreNonces: what this process recorded, itself or folded into a
@@ -27,8 +28,7 @@ func TestStoreNonces(t *testing.T) {
 	st, other := open(), open()
 	until := time.Now().Add(5 * time.Minute)
 	for _, shared := range []bool{false, true} {
-		n := newStoreNonces(st, store.DriverSQLite)
-		n.shared = shared
+		n := &storeNonces{s: st, recent: httpsig.NewMemoryNonces(0), shared: shared}
 		seen := func(nonce string) bool {
 			t.Helper()
 			ok, err := n.Seen(ctx, "k", nonce)
@@ -61,7 +61,22 @@ func TestStoreNonces(t *testing.T) {
 			t.Errorf("shared %v: Remember of the other handle's nonce: fresh %v, %v", shared, fresh, err)
 		}
 	}
-	if newStoreNonces(st, store.DriverPostgres).shared != true {
-		t.Error("a PostgreSQL store is not looked up")
+	if n, err := newStoreNonces(ctx, st, store.DriverPostgres); err != nil || !n.shared {
+		t.Errorf("a PostgreSQL store is not looked up (%v)", err)
+	}
+
+	// On SQLite the memory starts with the store's live nonces (a restart),
+	// not the expired ones.
+	if _, err := st.RememberNonce(ctx, "k", "expired", time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	restarted, err := newStoreNonces(ctx, st, store.DriverSQLite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for nonce, want := range map[string]bool{"theirs": true, "noted": false, "expired": false, "never": false} {
+		if got, _ := restarted.Seen(ctx, "k", nonce); got != want {
+			t.Errorf("after a restart, %s seen %v, want %v", nonce, got, want)
+		}
 	}
 }

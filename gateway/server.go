@@ -187,7 +187,12 @@ func NewServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*Server, 
 	svc = MetricsMiddleware(requests, latency)(svc)
 	s.Service = svc
 
-	verifier := &httpsig.Verifier{Trust: s.Trust, Nonces: newStoreNonces(s.Store, cfg.Store.Driver), PublicURL: cfg.PublicURL, MaxBody: cfg.MaxBodyBytes,
+	nonces, err := newStoreNonces(ctx, s.Store, cfg.Store.Driver)
+	if err != nil {
+		s.Store.Close()
+		return nil, err
+	}
+	verifier := &httpsig.Verifier{Trust: s.Trust, Nonces: nonces, PublicURL: cfg.PublicURL, MaxBody: cfg.MaxBodyBytes,
 		Defer: writesWithEntry}
 	routes := map[string]http.Handler{}
 	s.adminRoutes(routes)
@@ -338,18 +343,26 @@ func (s *Server) decisionCounter(source string) stdprom.Collector {
 // to another replica is refused too: the store's unique key is the atomic
 // check. What this process recorded is also kept in memory (recent), which
 // answers the replay check before the body is read (Seen) without a query.
-// With one gateway on SQLite the memory is all there is to see but for
-// what was recorded before a restart; with replicas sharing PostgreSQL a
-// nonce the memory does not hold is looked up. A replay the check misses
-// is still refused (401 replayed) when its nonce is recorded.
+// With one gateway on SQLite the memory, loaded with the store's live
+// nonces at start, is all there is to see; with replicas sharing
+// PostgreSQL a nonce the memory does not hold is looked up. A replay the
+// check misses (another process on the same SQLite file) is still refused
+// (401 replayed) when its nonce is recorded.
 type storeNonces struct {
 	s      store.Store
 	recent *httpsig.MemoryNonces
 	shared bool // replicas may share the store: look up what memory misses
 }
 
-func newStoreNonces(s store.Store, driver string) *storeNonces {
-	return &storeNonces{s: s, recent: httpsig.NewMemoryNonces(0), shared: driver != store.DriverSQLite && driver != "sqlite3"}
+func newStoreNonces(ctx context.Context, s store.Store, driver string) (*storeNonces, error) {
+	n := &storeNonces{s: s, recent: httpsig.NewMemoryNonces(0), shared: driver != store.DriverSQLite && driver != "sqlite3"}
+	if n.shared {
+		return n, nil
+	}
+	if err := s.LiveNonces(ctx, n.Note); err != nil {
+		return nil, fmt.Errorf("load the signature nonces: %w", err)
+	}
+	return n, nil
 }
 
 func (n *storeNonces) Remember(ctx context.Context, keyID, nonce string, until time.Time) (bool, error) {

@@ -15,6 +15,7 @@ var (
 			RETURNING 1`)
 	qPurgeNonces = newQuery("DELETE FROM nonces WHERE until_ns <= ?")
 	qNonceSeen   = newQuery("SELECT COUNT(*) FROM nonces WHERE keyid = ? AND nonce = ? AND until_ns > ?")
+	qLiveNonces  = newQuery("SELECT keyid, nonce, until_ns FROM nonces WHERE until_ns > ?")
 	qSaveDraft   = newQuery(`INSERT INTO drafts (id, revision, bundle, uploaded_by, uploaded_ns, validated, report)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`)
 	qDraft     = newQuery("SELECT id, revision, bundle, uploaded_by, uploaded_ns, validated, report FROM drafts WHERE id = ?")
@@ -59,6 +60,27 @@ func (s *sqlStore) NonceSeen(ctx context.Context, keyID, nonce string) (bool, er
 		return false, fmt.Errorf("store: nonce: %w", err)
 	}
 	return n > 0, nil
+}
+
+// LiveNonces implements Store, on the readers.
+func (s *sqlStore) LiveNonces(ctx context.Context, fn func(keyID, nonce string, until time.Time)) error {
+	rows, err := s.dbQuery(ctx, s.r, qLiveNonces, ns(s.now()))
+	if err != nil {
+		return fmt.Errorf("store: nonces: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var keyID, nonce string
+		var until int64
+		if err := rows.Scan(&keyID, &nonce, &until); err != nil {
+			return fmt.Errorf("store: nonces: %w", err)
+		}
+		fn(keyID, nonce, fromNs(until))
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: nonces: %w", err)
+	}
+	return nil
 }
 
 // purgeNonces deletes expired nonces.

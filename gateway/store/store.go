@@ -278,6 +278,8 @@ type Store interface {
 	// recorded and not expired (a read: RememberNonce or an entry's Nonce
 	// stays the atomic check).
 	NonceSeen(ctx context.Context, keyID, nonce string) (bool, error)
+	// LiveNonces calls fn with every recorded nonce not yet expired.
+	LiveNonces(ctx context.Context, fn func(keyID, nonce string, until time.Time)) error
 
 	// Policy administration. SaveDraft fills in an empty ID and UploadedAt;
 	// an ID already used is ErrDuplicate.

@@ -1581,6 +1581,24 @@ func testEntryNonce(t *testing.T, open Opener) {
 	if _, err := s.AppendEntry(ctx, withNonce(entry("denied", "", nil), "old")); err != nil {
 		t.Errorf("AppendEntry with an expired nonce: %v", err)
 	}
+	if _, err := s.RememberNonce(ctx, key, "gone", time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+
+	// LiveNonces lists the unexpired ones, with their times.
+	var live []string
+	err := other.LiveNonces(ctx, func(k, n string, u time.Time) {
+		if k == key {
+			live = append(live, n)
+			if !u.Equal(until) && u.Sub(until).Abs() > time.Microsecond {
+				t.Errorf("nonce %s until %v, want %v", n, u, until)
+			}
+		}
+	})
+	sort.Strings(live)
+	if err != nil || !equalStrings(live, []string{"n1", "n2", "n3", "old"}) {
+		t.Errorf("LiveNonces: %v, %v; want n1 n2 n3 old", live, err)
+	}
 }
 
 func testConcurrentNonces(t *testing.T, open Opener) {
