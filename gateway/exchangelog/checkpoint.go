@@ -59,8 +59,10 @@ func ParseCheckpointBody(body []byte) (Checkpoint, error) {
 		return c, fmt.Errorf("%w: bad size %q", ErrCheckpointMalformed, lines[1])
 	}
 	c.Size = size
+	// Strict decoding still skips \r and \n inside the text: only the
+	// canonical encoding is accepted, so that the body is the one signed.
 	root, err := base64.StdEncoding.Strict().DecodeString(lines[2])
-	if err != nil || len(root) != HashSize {
+	if err != nil || len(root) != HashSize || base64.StdEncoding.EncodeToString(root) != lines[2] {
 		return c, fmt.Errorf("%w: bad root %q", ErrCheckpointMalformed, lines[2])
 	}
 	copy(c.Root[:], root)
