@@ -99,10 +99,11 @@ type LocalOptions struct {
 	// ExtraConfig is appended to the generated YAML configuration. The
 	// generated one lifts the per-partner rate and concurrency limits out
 	// of the way (a load run measures the pipeline, not the limiter) and
-	// lets 64 deliveries per partner be in flight, so that deliveries keep
+	// lets 128 deliveries per partner be in flight, so that deliveries keep
 	// pace with what the gateway accepts as fast as it goes on loopback
-	// (the default 16 fell behind: docs/performance.md, fourth round);
-	// without ExtraConfig it says "delivery: {concurrency: 64}".
+	// (the default 16 fell behind in the fourth round, and 64 in the
+	// seventh, once a case cost one commit: docs/performance.md); without
+	// ExtraConfig it says "delivery: {concurrency: 128}".
 	ExtraConfig string
 	// ServeArgs are appended to the `tongban serve` command line of the
 	// child gateway (e.g. --cpuprofile FILE).
@@ -160,7 +161,7 @@ func StartLocal(ctx context.Context, o LocalOptions) (_ *Local, err error) {
 	}
 	l.URL = "https://" + addr
 	if o.ExtraConfig == "" {
-		o.ExtraConfig = "delivery: {concurrency: 64}\n"
+		o.ExtraConfig = "delivery: {concurrency: 128}\n"
 	}
 	cfg := fmt.Sprintf(`listen: %q
 data: %q
