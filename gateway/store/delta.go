@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/maphash"
 )
 
 // A translated record carries the case's materials in base64 as the request
@@ -22,8 +21,13 @@ import (
 // with the magic (they are XML or JSON text), nor does a sealed payload.
 var deltaMagic = []byte("TBDLT\x00\x01")
 
-// minCopy is the shortest run copied from the request.
-const minCopy = 256
+// minCopy is the shortest run copied from the request; anchorLen the
+// prefix of a run looked up in it (short enough for bytes.Index's
+// vectorized search).
+const (
+	minCopy   = 256
+	anchorLen = 32
+)
 
 // b64Byte marks the base64 alphabet: materials' content in both formats.
 var b64Byte = func() (t [256]bool) {
@@ -35,31 +39,30 @@ var b64Byte = func() (t [256]bool) {
 
 // deltaAgainst returns record as a delta against base when that saves at
 // least a minCopy's worth, and record itself otherwise. Each maximal run of
-// base64 of at least minCopy bytes in record is copied when base holds the
-// same maximal run (materials are written whole in both formats; several
-// often start alike, as PDFs do). The work is linear in both sizes,
-// whatever the bytes (they come from partners).
+// base64 of at least minCopy bytes in record is copied when base holds it
+// whole: looked up by its first anchorLen bytes after the previous copy
+// first (materials keep their order), then from the start. The lookups
+// share a budget of a few times base's size, so the work stays linear
+// whatever the bytes (they come from partners); runs not found within it
+// stay literal.
 func deltaAgainst(record, base []byte) []byte {
+	budget := 4*len(base) + len(record)
+	return deltaWithin(record, base, &budget)
+}
+
+// deltaWithin is deltaAgainst with the lookups' budget given.
+func deltaWithin(record, base []byte, budget *int) []byte {
 	if len(record) < minCopy || len(base) < minCopy {
 		return record
 	}
-	seed := maphash.MakeSeed()
-	starts := map[uint64]int{}
-	for i, j := range runs(base) {
-		if _, dup := starts[maphash.Bytes(seed, base[i:j])]; !dup {
-			starts[maphash.Bytes(seed, base[i:j])] = i
-		}
-	}
-	if len(starts) == 0 {
-		return record
-	}
 	var (
-		out []byte
-		lit int // record[lit:] is not yet in out
+		out   []byte
+		lit   int // record[lit:] is not yet in out
+		after int // where the previous copy ended in base
 	)
 	for i, j := range runs(record) {
-		off, ok := starts[maphash.Bytes(seed, record[i:j])]
-		if !ok || off+(j-i) > len(base) || !bytes.Equal(base[off:off+(j-i)], record[i:j]) {
+		off := findRun(base, record[i:j], after, budget)
+		if off < 0 {
 			continue
 		}
 		if out == nil {
@@ -71,7 +74,7 @@ func deltaAgainst(record, base []byte) []byte {
 		out = append(out, record[lit:i]...)
 		out = binary.AppendUvarint(out, uint64(off))
 		out = binary.AppendUvarint(out, uint64(j-i))
-		lit = j
+		lit, after = j, off+(j-i)
 	}
 	if out == nil || len(record)-len(out)-(len(record)-lit) < minCopy {
 		return record
@@ -79,6 +82,31 @@ func deltaAgainst(record, base []byte) []byte {
 	out = binary.AppendUvarint(out, uint64(len(record)-lit))
 	out = append(out, record[lit:]...)
 	return binary.AppendUvarint(binary.AppendUvarint(out, 0), 0)
+}
+
+// findRun returns where base holds run whole, looking from hint first and
+// then from the start, or -1; the bytes it looks at are taken from budget.
+func findRun(base, run []byte, hint int, budget *int) int {
+	anchor := run[:anchorLen]
+	for pass, from := range [2]int{hint, 0} {
+		if pass == 1 && hint == 0 {
+			break
+		}
+		for k := from; k+len(run) <= len(base) && *budget > 0; k++ {
+			window := base[k : len(base)-len(run)+anchorLen]
+			n := bytes.Index(window, anchor)
+			if n < 0 {
+				*budget -= len(window)
+				break
+			}
+			k += n
+			*budget -= n + len(run)
+			if bytes.Equal(base[k:k+len(run)], run) {
+				return k
+			}
+		}
+	}
+	return -1
 }
 
 // runs yields the start and end of each maximal run of base64 in b at least

@@ -194,3 +194,21 @@ func BenchmarkDeltaAgainst(b *testing.B) {
 		})
 	}
 }
+
+// TestDeltaBoundedWork: bytes chosen so that every run's anchor matches
+// everywhere in the base and no run is there whole. The lookups stop when
+// their budget (linear in the sizes) is spent, overshooting by at most one
+// run's comparison; without it this would look at a thousand runs times
+// four million places. The record is kept whole.
+func TestDeltaBoundedWork(t *testing.T) {
+	base := bytes.Repeat([]byte("A"), 4<<20)
+	run := strings.Repeat("A", 300) + "B"
+	rec := []byte(`["` + strings.Repeat(run+`","`, 1000) + `"]`)
+	budget := 4*len(base) + len(rec)
+	if d := deltaWithin(rec, base, &budget); !bytes.Equal(d, rec) {
+		t.Errorf("stored as %d bytes, want the record as it is", len(d))
+	}
+	if budget < -len(run) {
+		t.Errorf("the lookups overran their budget by %d bytes", -budget)
+	}
+}
