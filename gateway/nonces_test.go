@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"net/http/httptest"
 	"path/filepath"
 	"testing"
 	"time"
@@ -77,6 +78,30 @@ func TestStoreNonces(t *testing.T) {
 	for nonce, want := range map[string]bool{"theirs": true, "noted": false, "expired": false, "never": false} {
 		if got, _ := restarted.Seen(ctx, "k", nonce); got != want {
 			t.Errorf("after a restart, %s seen %v, want %v", nonce, got, want)
+		}
+	}
+}
+
+// TestWritesWithEntry: the nonce is deferred to the write on the routes
+// that write with a log entry, as the handler's mux routes them, and on no
+// other.
+func TestWritesWithEntry(t *testing.T) {
+	for _, c := range []struct {
+		method, path string
+		want         bool
+	}{
+		{"POST", "/v1/exchanges", true},
+		{"POST", "/v1/status", true},
+		{"POST", "/v1/exchanges/01JDEX/status", true},
+		{"GET", "/v1/exchanges/01JDEX", false},
+		{"GET", "/v1/cases/NH1", false},
+		{"POST", "/v1/exchanges/01JDEX", false},
+		{"POST", "/v1/policies", false},
+		{"GET", "/v1/exchanges", false},
+	} {
+		r := httptest.NewRequest(c.method, "https://127.0.0.1:8443"+c.path, nil)
+		if got := writesWithEntry(r); got != c.want {
+			t.Errorf("%s %s: deferred %v, want %v", c.method, c.path, got, c.want)
 		}
 	}
 }

@@ -386,18 +386,6 @@ func (n *storeNonces) Seen(ctx context.Context, keyID, nonce string) (bool, erro
 	return n.s.NonceSeen(ctx, keyID, nonce)
 }
 
-// writesWithEntry selects the requests whose nonce the service records in
-// the transaction of what they write (a case, a status, or the denial
-// entry of a refusal): one commit a request instead of two
-// (httpsig.Verifier.Defer, foldNonce).
-func writesWithEntry(r *http.Request) bool {
-	if r.Method != http.MethodPost {
-		return false
-	}
-	p := r.URL.Path
-	return p == "/v1/exchanges" || p == "/v1/status" || (strings.HasPrefix(p, "/v1/exchanges/") && strings.HasSuffix(p, "/status"))
-}
-
 // Ready reports whether the gateway may serve: store reachable, signing key
 // loaded, policy active, log consistent with its signed checkpoint.
 func (s *Server) Ready(ctx context.Context) error {

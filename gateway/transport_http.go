@@ -49,6 +49,32 @@ const (
 	writerKey
 )
 
+// The routes that write with a log entry (a case, a status, or the denial
+// of a refused one): their requests' nonces are recorded in that write's
+// transaction (writesWithEntry, httpsig.Verifier.Defer, foldNonce).
+const (
+	routeSubmit         = "POST /v1/exchanges"
+	routeStatus         = "POST /v1/status"
+	routeExchangeStatus = "POST /v1/exchanges/{id}/status"
+)
+
+// writeRoutes matches the requests of those routes as the handler's mux
+// does.
+var writeRoutes = func() *http.ServeMux {
+	m := http.NewServeMux()
+	for _, p := range []string{routeSubmit, routeStatus, routeExchangeStatus} {
+		m.Handle(p, http.NotFoundHandler())
+	}
+	return m
+}()
+
+// writesWithEntry selects the requests whose nonce the service records in
+// the transaction of what they write: one commit a request instead of two.
+func writesWithEntry(r *http.Request) bool {
+	_, pattern := writeRoutes.Handler(r)
+	return pattern != ""
+}
+
 // NewHTTPHandler serves the partner routes of gateway-api.md, the extra
 // signed routes and the operations routes.
 func NewHTTPHandler(eps Endpoints, o HTTPOptions) http.Handler {
@@ -61,9 +87,9 @@ func NewHTTPHandler(eps Endpoints, o HTTPOptions) http.Handler {
 	}
 	receipt := encodeReceipt(o.Signer)
 	signed := http.NewServeMux()
-	signed.Handle("POST /v1/exchanges", kithttp.NewServer(eps.Submit, decodeSubmit, receipt, opts...))
-	signed.Handle("POST /v1/status", kithttp.NewServer(eps.UpdateStatus, decodeStatus, receipt, opts...))
-	signed.Handle("POST /v1/exchanges/{id}/status", kithttp.NewServer(eps.UpdateStatus, decodeStatus, receipt, opts...))
+	signed.Handle(routeSubmit, kithttp.NewServer(eps.Submit, decodeSubmit, receipt, opts...))
+	signed.Handle(routeStatus, kithttp.NewServer(eps.UpdateStatus, decodeStatus, receipt, opts...))
+	signed.Handle(routeExchangeStatus, kithttp.NewServer(eps.UpdateStatus, decodeStatus, receipt, opts...))
 	signed.Handle("GET /v1/exchanges/{id}", kithttp.NewServer(eps.Exchange, decodeLookup("id"), encodeView, opts...))
 	signed.Handle("GET /v1/cases/{caseNo}", kithttp.NewServer(eps.FindCase, decodeLookup("caseNo"), encodeView, opts...))
 	for pattern, h := range o.Routes {
