@@ -28,17 +28,16 @@ const deliveryCols = `id, exchange_id, seq, to_division, kind, payload,
 // call after their transaction, off the writer connection.
 type storedDelivery struct {
 	Delivery
-	seq             int64
 	source, request []byte
 }
 
 func scanStoredDelivery(row interface{ Scan(...any) error }) (storedDelivery, error) {
 	var (
-		r                         storedDelivery
-		event, attempts, next, up int64
-		sum                       []byte
+		r                              storedDelivery
+		seq, event, attempts, next, up int64
+		sum                            []byte
 	)
-	err := row.Scan(&r.ID, &r.ExchangeID, &r.seq, &r.To, &r.Kind, &r.Payload, &r.source, &r.request, &event, &r.State, &attempts, &next,
+	err := row.Scan(&r.ID, &r.ExchangeID, &seq, &r.To, &r.Kind, &r.Payload, &r.source, &r.request, &event, &r.State, &attempts, &next,
 		&r.LastError, &r.PartnerCaseNo, &r.Reason, &up, &sum)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, ErrNotFound
@@ -46,7 +45,7 @@ func scanStoredDelivery(row interface{ Scan(...any) error }) (storedDelivery, er
 	if err != nil {
 		return r, fmt.Errorf("store: read delivery: %w", err)
 	}
-	r.Seq, r.EventIndex, r.Attempts = int(r.seq), uint64(event), int(attempts)
+	r.Seq, r.EventIndex, r.Attempts = int(seq), uint64(event), int(attempts)
 	r.NextAttempt, r.UpdatedAt = fromNs(next), fromNs(up)
 	if len(sum) == len(r.PayloadSM3) {
 		copy(r.PayloadSM3[:], sum)
@@ -61,7 +60,7 @@ func (s *sqlStore) payload(r storedDelivery) (Delivery, error) {
 	switch {
 	case d.Payload != nil:
 		d.Payload, err = s.open(d.Payload, placeDeliveryPayload, d.ID)
-	case r.seq == 0:
+	case d.Seq == 0:
 		d.Payload, err = s.caseRecord(r.source, r.request, d.ExchangeID)
 	default:
 		d.Payload, err = s.open(r.source, placeStatusTranslated, statusPlace(d.ExchangeID, d.Seq))
@@ -166,38 +165,28 @@ var (
 // claimer committed meanwhile is re-checked against the condition and
 // dropped. On SQLite the claim is one IMMEDIATE transaction.
 func (s *sqlStore) ClaimDeliveries(ctx context.Context, now, leaseUntil time.Time, limit int) ([]Delivery, error) {
-	if limit <= 0 {
-		return nil, nil
-	}
 	nowNs := ns(now)
-	var stored []storedDelivery
-	err := s.inTxFirst(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		var err error
-		stored, err = scanStoredDeliveries(s.txQuery(ctx, tx, qClaim, nowNs, nowNs, limit, ns(leaseUntil), ns(s.now())))
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	out, err := s.payloads(stored)
-	if err != nil {
-		return nil, err
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].EventIndex < out[j].EventIndex })
-	return out, nil
+	return s.claim(ctx, limit, qClaim, nowNs, nowNs, limit, ns(leaseUntil), ns(s.now()))
 }
 
 // ClaimDeliveriesFor implements Store: ClaimDeliveries of the rows
 // addressed to division (index deliveries_active_to).
 func (s *sqlStore) ClaimDeliveriesFor(ctx context.Context, division string, now, leaseUntil time.Time, limit int) ([]Delivery, error) {
+	nowNs := ns(now)
+	return s.claim(ctx, limit, qClaimFor, division, nowNs, nowNs, limit, ns(leaseUntil), ns(s.now()))
+}
+
+// claim runs a claim query in one transaction taken first by the group
+// commit, and opens the payloads of the rows it took after it (off the
+// writer connection), in log order.
+func (s *sqlStore) claim(ctx context.Context, limit int, q query, args ...any) ([]Delivery, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	nowNs := ns(now)
 	var stored []storedDelivery
 	err := s.inTxFirst(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
-		stored, err = scanStoredDeliveries(s.txQuery(ctx, tx, qClaimFor, division, nowNs, nowNs, limit, ns(leaseUntil), ns(s.now())))
+		stored, err = scanStoredDeliveries(s.txQuery(ctx, tx, q, args...))
 		return err
 	})
 	if err != nil {
